@@ -1,0 +1,68 @@
+"""The Starlette application: routes, and a lifespan that opens and closes what the process
+shares (the database, migrated at start)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.webhooks import json_response, receive
+from gateway.workspaces import WorkspaceCache
+from sql import DatabaseError, connect
+from sql.migrations import discover
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(200, {"ok": True})
+
+
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.db.fetch_one("ping")
+    except DatabaseError as exc:
+        return json_response(503, {"ok": False, "error": str(exc)}, {"Retry-After": "5"})
+    return json_response(200, {"ok": True})
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = await connect(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            pgbouncer=settings.database_pgbouncer,
+            timeout_s=settings.database_timeout_s,
+        )
+        try:
+            await db.apply_migrations(discover(db.dialect))
+            app.state.runtime = Runtime(
+                settings=settings,
+                db=db,
+                metrics=Metrics(),
+                workspaces=WorkspaceCache(db, settings.workspace_cache_ttl_s),
+            )
+            yield
+        finally:
+            await db.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/webhooks/{provider}/{workspace_id}", receive, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,165 @@
+"""The ``hookgate`` command.  Every subcommand reads ``Settings`` once and passes it down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from gateway import logs
+from gateway.settings import Settings, SettingsError
+from gateway.workspaces import WorkspaceOptions, create_workspace, list_workspaces
+from sql import Database, DatabaseError, connect
+from sql.migrations import discover
+
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    db = await connect(
+        settings.database_url,
+        pool_size=2,
+        pgbouncer=settings.database_pgbouncer,
+        timeout_s=settings.database_timeout_s,
+    )
+    try:
+        await db.apply_migrations(discover(db.dialect))
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        print(f"schema is at version {discover(db.dialect)[-1].version} ({db.dialect})")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_workspace_create(settings: Settings, args: argparse.Namespace) -> int:
+    options = WorkspaceOptions(
+        slack_channel=args.slack_channel,
+        emailbison_workspace_id=args.emailbison_workspace_id,
+        emailbison_api_key=args.emailbison_api_key,
+        emailbison_base_url=args.emailbison_base_url,
+        ghl_location_id=args.ghl_location_id,
+        ghl_public_key=args.ghl_public_key,
+        unipile_account_id=args.unipile_account_id,
+        unipile_secret=args.unipile_secret,
+        smartlead_secret=args.smartlead_secret,
+        instantly_secret=args.instantly_secret,
+        auto_send=args.auto_send,
+    )
+
+    async def work(db: Database) -> int:
+        created = await create_workspace(db, args.name, options)
+        webhooks = created.webhooks(settings)
+        if args.json:
+            _print_json({"id": created.id, "name": created.name, "webhooks": webhooks})
+        else:
+            print(f"workspace {created.id} ({created.name})")
+            print("webhook URLs (each carries its token; it is shown only now):")
+            for provider, url in webhooks.items():
+                print(f"  {provider:<11} {url}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_workspace_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        rows = await list_workspaces(db)
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                print(f"{row['id']}  {row['name']}  slack={row['slack_channel'] or '-'}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookgate",
+        description="Webhook gateway: stores every provider delivery exactly once. "
+        "Settings come from the environment (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="HTTP server and scheduler in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending schema migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    workspace = commands.add_parser("workspace", help="create and list workspaces")
+    ws_commands = workspace.add_subparsers(dest="workspace_command", required=True)
+    create = ws_commands.add_parser(
+        "create", help="store a workspace and print its webhook URLs with their tokens"
+    )
+    create.add_argument("--name", required=True)
+    create.add_argument("--slack-channel")
+    create.add_argument("--emailbison-workspace-id")
+    create.add_argument("--emailbison-api-key")
+    create.add_argument("--emailbison-base-url")
+    create.add_argument("--ghl-location-id")
+    create.add_argument("--ghl-public-key", help="GoHighLevel Ed25519 public key (PEM or base64)")
+    create.add_argument("--unipile-account-id")
+    create.add_argument("--unipile-secret", help="value of the Unipile-Auth header")
+    create.add_argument("--smartlead-secret", help="the secret_key SmartLead puts in its bodies")
+    create.add_argument("--instantly-secret", help="value of the X-Hookgate-Secret header")
+    create.add_argument("--auto-send", action="store_true")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    create.set_defaults(func=cmd_workspace_create)
+    listing = ws_commands.add_parser("list", help="list workspaces")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_workspace_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    try:
+        result: int = args.func(settings, args)
+    except DatabaseError as exc:
+        print(f"hookgate: database error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

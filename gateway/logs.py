@@ -1,0 +1,63 @@
+"""Logs as one JSON object per line, with secrets masked wherever they might slip in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+from typing import Any
+
+import orjson
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+_SECRET_KEYS = re.compile(r"token|secret|api_key|apikey|authorization|password|signature", re.I)
+_SECRET_IN_TEXT = re.compile(
+    r"((?:token|secret|api_key|apikey|password)=|Bearer\s+)([^\s&\"']+)", re.I
+)
+
+
+def mask_text(text: str) -> str:
+    return _SECRET_IN_TEXT.sub(r"\1***", text)
+
+
+def _mask(key: str, value: Any) -> Any:
+    if _SECRET_KEYS.search(key):
+        return "***"
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": mask_text(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = _mask(key, value)
+        if record.exc_info:
+            entry["exc"] = mask_text(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

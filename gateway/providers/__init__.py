@@ -1,0 +1,14 @@
+"""Provider parsers.  Each module turns one provider's delivery into a normalised event
+(``gateway.ingest``); authentication, the transaction, dedupe and answers stay in the shared path
+(``gateway.webhooks``).  Adding a provider means adding a module and one line below."""
+
+from __future__ import annotations
+
+from gateway.providers import emailbison
+from gateway.providers.base import Delivery, Provider
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (emailbison.PROVIDER,)
+}
+
+__all__ = ["PROVIDERS", "Delivery", "Provider"]

@@ -1,0 +1,132 @@
+"""Every setting hookgate reads, parsed once from the environment into one frozen object.
+
+No other module reads ``os.environ``: the CLI builds a ``Settings`` with ``Settings.from_env()``
+and passes it down explicitly.  Tests build their own with ``Settings.from_env({...})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+PROVIDERS = ("emailbison", "ghl", "unipile", "smartlead", "instantly")
+
+
+class SettingsError(ValueError):
+    """A setting is present but cannot be read (named in the message)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///./hookgate.db"
+    database_pool_size: int = 10
+    database_pgbouncer: bool = False
+    database_timeout_s: float = 5.0
+    public_url: str = "http://127.0.0.1:8000"
+    admin_token: str = ""
+    cron_secret: str = ""
+    webhook_max_body_bytes: int = 1024 * 1024
+    workspace_cache_ttl_s: float = 5.0
+    ghl_max_skew_s: int = 300
+    job_concurrency: int = 10
+    job_poll_interval_ms: int = 500
+    job_lease_s: int = 30
+    job_max_attempts: int = 5
+    job_timeout_s: float = 120.0
+    shutdown_grace_s: float = 10.0
+    insights_context_pack_lead_concurrency: int = 3
+    context_pack_interval_s: int = 300
+    context_pack_breaker_threshold: int = 5
+    unipile_health_interval_s: int = 900
+    quarantine_max_per_hour: int = 1000
+    quarantine_retention_days: int = 30
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    ai_model: str = "gpt-4o-mini"
+    ai_timeout_ms: int = 20000
+    slack_bot_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    unipile_base_url: str = ""
+    unipile_api_key: str = ""
+    emailbison_timeout_ms: int = 15000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from ``environ`` (default: the process environment).
+
+        A field ``job_lease_s`` is read from ``JOB_LEASE_S``; ``public_url`` and ``admin_token``
+        carry the ``HOOKGATE_`` prefix that DESIGN.md gives them.  Unknown variables are ignored.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = _ENV_NAMES.get(field.name, field.name.upper())
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, raw, type(field.default))
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = {
+            "DATABASE_POOL_SIZE": self.database_pool_size,
+            "WEBHOOK_MAX_BODY_BYTES": self.webhook_max_body_bytes,
+            "JOB_CONCURRENCY": self.job_concurrency,
+            "JOB_POLL_INTERVAL_MS": self.job_poll_interval_ms,
+            "JOB_LEASE_S": self.job_lease_s,
+            "JOB_MAX_ATTEMPTS": self.job_max_attempts,
+            "INSIGHTS_CONTEXT_PACK_LEAD_CONCURRENCY": self.insights_context_pack_lead_concurrency,
+            "UNIPILE_HEALTH_INTERVAL_S": self.unipile_health_interval_s,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be greater than 0, got {value}")
+        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(
+                "DATABASE_URL must start with sqlite:/// or postgresql://, "
+                f"got {self.database_url.split(':', 1)[0]}:…"
+            )
+
+    @property
+    def emailbison_timeout_s(self) -> float:
+        """``EMAILBISON_TIMEOUT_MS`` clamped to [1 s, 60 s]."""
+        return min(max(self.emailbison_timeout_ms, 1000), 60000) / 1000
+
+    def webhook_url(self, provider: str, workspace_id: str, token: str) -> str:
+        return f"{self.public_url.rstrip('/')}/webhooks/{provider}/{workspace_id}?token={token}"
+
+
+_ENV_NAMES = {
+    "public_url": "HOOKGATE_PUBLIC_URL",
+    "admin_token": "HOOKGATE_ADMIN_TOKEN",
+    "workspace_cache_ttl_s": "HOOKGATE_WORKSPACE_CACHE_TTL_S",
+    "ghl_max_skew_s": "GHL_MAX_SKEW_S",
+    "shutdown_grace_s": "HOOKGATE_SHUTDOWN_GRACE_S",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    return raw

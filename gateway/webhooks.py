@@ -1,0 +1,137 @@
+"""``POST /webhooks/{provider}/{workspace_id}``: the shared path every provider goes through.
+
+Order matters and is the contract: the size limit, the token and the provider's own checks all
+come before any write; the body is parsed only once the sender is known to be the workspace's
+provider.  Then the provider's parser normalises the delivery and ``gateway.ingest`` stores it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.ingest import ParseError, ingest
+from gateway.providers import PROVIDERS, Delivery, Provider
+from gateway.runtime import Runtime
+from gateway.workspaces import is_workspace_id
+from sql import DatabaseUnavailable
+
+log = logging.getLogger("hookgate.webhooks")
+
+RETRY_AFTER_S = "5"
+
+
+class Rejected(Exception):
+    """A delivery answered with an error status; nothing was stored."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+async def receive(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    provider = PROVIDERS.get(request.path_params["provider"])
+    if provider is None:
+        return json_response(404, {"success": False, "error": "unknown provider"})
+    try:
+        body = await _handle(runtime, provider, request)
+    except Rejected as rejected:
+        runtime.metrics.webhooks.labels(provider.name, f"rejected_{rejected.status}").inc()
+        return json_response(rejected.status, {"success": False, "error": rejected.error})
+    except DatabaseUnavailable as exc:
+        runtime.metrics.webhooks.labels(provider.name, "unavailable").inc()
+        log.warning(
+            "database unavailable", extra={"provider": provider.name, "error": str(exc)}
+        )
+        return json_response(
+            provider.retry_status,
+            {"success": False, "error": "database unavailable, retry later", "retryable": True},
+            {"Retry-After": RETRY_AFTER_S},
+        )
+    except Exception:
+        # Not stored, and not the sender's fault: ask for a retry rather than lose the delivery.
+        runtime.metrics.webhooks.labels(provider.name, "error").inc()
+        log.exception("webhook failed", extra={"provider": provider.name})
+        status = 500 if provider.retry_status == 503 else provider.retry_status
+        return json_response(status, {"success": False, "error": "internal error"})
+    outcome = "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored"
+    runtime.metrics.webhooks.labels(provider.name, outcome).inc()
+    if outcome == "deduped":
+        runtime.metrics.dedupe_hits.labels(provider.name).inc()
+    return json_response(200, body)
+
+
+async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dict[str, Any]:
+    settings = runtime.settings
+    workspace_id = request.path_params["workspace_id"]
+    if not is_workspace_id(workspace_id):
+        raise Rejected(401, "unauthorized")
+    raw_body = await _read_body(request, settings.webhook_max_body_bytes)
+    workspace = await runtime.workspaces.get(workspace_id)
+    if workspace is None:
+        raise Rejected(401, "unauthorized")
+    delivery = Delivery(
+        provider=provider.name,
+        workspace=workspace,
+        headers=request.headers,
+        query=request.query_params,
+        raw_body=raw_body,
+        received_at=runtime.clock(),
+    )
+    if not provider.authenticate(delivery):
+        raise Rejected(401, "unauthorized")
+    payload = _parse_json(raw_body)
+    if not provider.verify_payload(payload, delivery):
+        raise Rejected(401, "unauthorized")
+    try:
+        event = provider.parse(payload, delivery)
+        outcome = await ingest(
+            runtime.db,
+            workspace_id,
+            event,
+            now=delivery.received_at,
+            max_attempts=settings.job_max_attempts,
+        )
+    except ParseError as exc:
+        raise Rejected(400, f"cannot read this {provider.name} payload: {exc}") from None
+    return outcome.answer()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Rejected(400, "invalid Content-Length header")
+        if int(declared) > limit:
+            raise Rejected(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_json(raw_body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc)
+        if "UTF-8" in text:
+            raise Rejected(400, "body is not valid UTF-8") from None
+        raise Rejected(400, f"body is not valid JSON: {text}") from None
+    if not isinstance(payload, dict):
+        raise Rejected(400, f"body must be a JSON object, got {type(payload).__name__}")
+    return payload

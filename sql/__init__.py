@@ -1,0 +1,15 @@
+"""The database port: named queries over asyncpg (PostgreSQL) and aiosqlite (SQLite)."""
+
+from sql.database import Connection, Database, Row, connect
+from sql.errors import ConstraintViolation, DatabaseError, DatabaseUnavailable, is_connection_lost
+
+__all__ = [
+    "Connection",
+    "ConstraintViolation",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "Row",
+    "connect",
+    "is_connection_lost",
+]

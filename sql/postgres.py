@@ -1,0 +1,170 @@
+"""The PostgreSQL adapter of the database port: an asyncpg pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from sql import queries
+from sql.database import Row
+from sql.errors import classify
+from sql.migrations import Migration
+
+MIGRATION_LOCK_KEY = 0x686F6F6B67617465  # "hookgate"
+
+DIALECT = "postgres"
+
+
+def _bind(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    query = queries.get(DIALECT, name)
+    try:
+        return query.positional_sql, [params[p] for p in query.params]
+    except KeyError as missing:
+        raise TypeError(f"query {name!r} needs parameter {missing}") from None
+
+
+def _rowcount(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresConnection:
+    """The three verbs on one pooled connection (inside a transaction)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, query: str, /, **params: Any) -> int:
+        sql, args = _bind(query, params)
+        try:
+            return _rowcount(await self._conn.execute(sql, *args))
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        sql, args = _bind(query, params)
+        try:
+            record = await self._conn.fetchrow(sql, *args)
+        except Exception as exc:
+            raise classify(exc) from exc
+        return None if record is None else dict(record)
+
+    async def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        sql, args = _bind(query, params)
+        try:
+            records = await self._conn.fetch(sql, *args)
+        except Exception as exc:
+            raise classify(exc) from exc
+        return [dict(r) for r in records]
+
+
+class PostgresDatabase:
+    dialect = DIALECT
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    @classmethod
+    async def open(
+        cls, url: str, *, pool_size: int, statement_cache: bool, timeout_s: float
+    ) -> PostgresDatabase:
+        try:
+            pool = await asyncpg.create_pool(
+                url.replace("postgres://", "postgresql://", 1),
+                min_size=1,
+                max_size=pool_size,
+                timeout=timeout_s,
+                command_timeout=max(timeout_s, 30.0),
+                statement_cache_size=100 if statement_cache else 0,
+                max_inactive_connection_lifetime=60.0,
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return cls(pool, timeout_s)
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        # A cancellation anywhere in here lets asyncpg's pool roll back (or terminate) the
+        # connection on release: no session is ever left idle in transaction.
+        try:
+            conn = await self._pool.acquire(timeout=self._timeout_s)
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
+    async def execute(self, query: str, /, **params: Any) -> int:
+        async with self._acquire() as conn:
+            return await PostgresConnection(conn).execute(query, **params)
+
+    async def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        async with self._acquire() as conn:
+            return await PostgresConnection(conn).fetch_one(query, **params)
+
+    async def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        async with self._acquire() as conn:
+            return await PostgresConnection(conn).fetch_all(query, **params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        async with self._acquire() as conn:
+            tx = conn.transaction()
+            try:
+                await tx.start()
+            except Exception as exc:
+                raise classify(exc) from exc
+            try:
+                yield PostgresConnection(conn)
+            except BaseException:
+                if not conn.is_closed():
+                    try:
+                        await tx.rollback()
+                    except Exception:  # the connection is gone; release() terminates it
+                        pass
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                raise classify(exc) from exc
+
+    async def apply_migrations(self, migrations: Sequence[Migration]) -> list[Migration]:
+        """Apply the migrations not yet recorded, each in its own transaction, under an advisory
+        lock so that replicas starting together apply each exactly once."""
+        applied: list[Migration] = []
+        async with self._acquire() as raw:
+            conn = PostgresConnection(raw)
+            await conn.execute("migration_lock", key=MIGRATION_LOCK_KEY)
+            try:
+                await conn.execute("create_schema_migrations")
+                done = {r["version"] for r in await conn.fetch_all("applied_migrations")}
+                for migration in migrations:
+                    if migration.version in done:
+                        continue
+                    try:
+                        async with raw.transaction():
+                            await raw.execute(migration.script)
+                            await conn.execute(
+                                "record_migration", version=migration.version, name=migration.name
+                            )
+                    except Exception as exc:
+                        raise classify(exc) from exc
+                    applied.append(migration)
+            finally:
+                if not raw.is_closed():
+                    await conn.execute("migration_unlock", key=MIGRATION_LOCK_KEY)
+        return applied
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool

@@ -1,0 +1,57 @@
+-- The webhook hot path: one transaction per delivery, no check-then-create anywhere.
+
+-- name: upsert_lead_by_email
+INSERT INTO leads (workspace_id, email, first_name, last_name, company, title, status,
+                   interested, created_at, updated_at)
+VALUES (:workspace_id, :email, :first_name, :last_name, :company, :title, :status,
+        :interested, :now, :now)
+ON CONFLICT (workspace_id, email) DO UPDATE SET
+    first_name = COALESCE(excluded.first_name, leads.first_name),
+    last_name  = COALESCE(excluded.last_name, leads.last_name),
+    company    = COALESCE(excluded.company, leads.company),
+    title      = COALESCE(excluded.title, leads.title),
+    status     = COALESCE(excluded.status, leads.status),
+    interested = leads.interested OR excluded.interested,
+    updated_at = excluded.updated_at
+RETURNING id;
+
+-- name: insert_message
+INSERT INTO messages (workspace_id, lead_id, channel, direction, provider, event, subject, body,
+                      sent_at, interested, created_at, email_bison_reply_id,
+                      inboxxia_scheduled_email_id, ghl_id, ai_draft_id, unipile_message_id,
+                      webhook_dedupe_key)
+VALUES (:workspace_id, :lead_id, :channel, :direction, :provider, :event, :subject, :body,
+        :sent_at, :interested, :now, :email_bison_reply_id, :inboxxia_scheduled_email_id,
+        :ghl_id, :ai_draft_id, :unipile_message_id, :webhook_dedupe_key)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: find_message_by_key
+SELECT id, lead_id, interested FROM messages
+WHERE workspace_id = :workspace_id
+  AND (email_bison_reply_id = :email_bison_reply_id
+       OR inboxxia_scheduled_email_id = :inboxxia_scheduled_email_id
+       OR ghl_id = :ghl_id
+       OR ai_draft_id = :ai_draft_id
+       OR unipile_message_id = :unipile_message_id
+       OR webhook_dedupe_key = :webhook_dedupe_key);
+
+-- name: mark_message_interested
+UPDATE messages SET interested = true WHERE id = :id AND NOT interested;
+
+-- name: mark_lead_interested
+UPDATE leads SET interested = true, updated_at = :now WHERE id = :id AND NOT interested;
+
+-- name: enqueue_job
+-- A new job starts pending.  On a dedupe hit the same statement gives reset semantics: a dead
+-- job goes back to pending with fresh attempts; pending, running and succeeded jobs are left
+-- alone (the WHERE makes the DO UPDATE a no-op for them, and RETURNING then gives no row).
+INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
+                             attempts, max_attempts, created_at, updated_at)
+VALUES (:type, :dedupe_key, :workspace_id, :message_id, :payload, 'pending', :now, 0,
+        :max_attempts, :now, :now)
+ON CONFLICT (dedupe_key) DO UPDATE SET
+    status = 'pending', attempts = 0, run_at = excluded.run_at, last_error = NULL,
+    locked_by = NULL, locked_until = NULL, updated_at = excluded.updated_at
+WHERE background_jobs.status = 'dead'
+RETURNING id;
