@@ -34,7 +34,9 @@ class Rejected(Exception):
         self.error = error
 
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
@@ -50,9 +52,7 @@ async def receive(request: Request) -> Response:
         return json_response(rejected.status, {"success": False, "error": rejected.error})
     except DatabaseUnavailable as exc:
         runtime.metrics.webhooks.labels(provider.name, "unavailable").inc()
-        log.warning(
-            "database unavailable", extra={"provider": provider.name, "error": str(exc)}
-        )
+        log.warning("database unavailable", extra={"provider": provider.name, "error": str(exc)})
         return json_response(
             provider.retry_status,
             {"success": False, "error": "database unavailable, retry later", "retryable": True},

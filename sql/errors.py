@@ -62,7 +62,7 @@ def classify(exc: BaseException) -> DatabaseError:
 
 
 def is_connection_lost(exc: BaseException) -> bool:
-    """True for the P1001 class: errors where the same call may succeed once the database is back."""
+    """True for the P1001 class: the same call may succeed once the database is back."""
     return isinstance(classify(exc), DatabaseUnavailable)
 
 

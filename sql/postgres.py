@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -125,10 +126,9 @@ class PostgresDatabase:
                 yield PostgresConnection(conn)
             except BaseException:
                 if not conn.is_closed():
-                    try:
+                    # If the connection is gone, release() terminates it instead.
+                    with contextlib.suppress(Exception):
                         await tx.rollback()
-                    except Exception:  # the connection is gone; release() terminates it
-                        pass
                 raise
             try:
                 await tx.commit()

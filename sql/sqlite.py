@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -65,7 +65,7 @@ class SqliteConnection:
         try:
             if compiled.returns_rows:
                 # Step a RETURNING statement to its end, or COMMIT finds it still in progress.
-                return len(await self._conn.execute_fetchall(compiled.sql, params))
+                return len(cast(list[Row], await self._conn.execute_fetchall(compiled.sql, params)))
             cursor = await self._conn.execute(compiled.sql, params)
         except Exception as exc:
             raise classify(exc) from exc
@@ -78,7 +78,7 @@ class SqliteConnection:
     async def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
         sql = _bind(query)
         try:
-            return list(await self._conn.execute_fetchall(sql, params))
+            return cast(list[Row], await self._conn.execute_fetchall(sql, params))
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -90,7 +90,7 @@ async def _open_connection(path: str, timeout_s: float, *, readonly: bool) -> ai
         isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
         detect_types=sqlite3.PARSE_DECLTYPES,
     )
-    conn.row_factory = _dict_row
+    conn.row_factory = _dict_row  # type: ignore[assignment]  # aiosqlite types it narrowly
     await conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     await conn.execute("PRAGMA foreign_keys = ON")
     if readonly:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from gateway.providers import emailbison
 from gateway.providers.base import Delivery, Provider
 
-PROVIDERS: dict[str, Provider] = {
-    p.name: p for p in (emailbison.PROVIDER,)
-}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (emailbison.PROVIDER,)}
 
 __all__ = ["PROVIDERS", "Delivery", "Provider"]
