@@ -55,7 +55,10 @@ class Cluster:
         return self
 
     def start(self) -> None:
-        options = f"-c port={self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c unix_socket_directories={self.root} -c max_connections=200"
+        options = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c unix_socket_directories={self.root} -c max_connections=200"
+        )
         self._run(
             _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
         )
