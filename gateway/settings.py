@@ -109,6 +109,7 @@ _ENV_NAMES = {
     "shutdown_grace_s": "HOOKGATE_SHUTDOWN_GRACE_S",
 }
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -128,5 +129,5 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         if kind is float:
             return float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {_KIND_NAMES[kind]}, got {raw!r}") from None
     return raw

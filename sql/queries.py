@@ -16,11 +16,10 @@ from sql.errors import UnknownQuery
 DIALECTS = ("postgres", "sqlite")
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
-# ``:name`` but not ``::type`` casts and not inside a ``'…'`` literal (kept simple: the project's
-# SQL puts no colons inside string literals).
 _WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
-_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+# A '…' literal (left alone) or a ``:name`` parameter that is not part of a ``::type`` cast.
+_PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +50,8 @@ def compile_query(name: str, sql: str) -> Query:
 
     def number(match: re.Match[str]) -> str:
         param = match.group(1)
+        if param is None:
+            return match.group(0)
         if param not in order:
             order.append(param)
         return f"${order.index(param) + 1}"
