@@ -11,13 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.metrics import Metrics
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.webhooks import json_response, receive
-from gateway.workspaces import WorkspaceCache
-from sql import DatabaseError, connect
-from sql.migrations import discover
+from scheduler.service import running_scheduler
+from sql import DatabaseError
 
 
 async def healthz(request: Request) -> Response:
@@ -41,23 +39,11 @@ async def metrics(request: Request) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await connect(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            pgbouncer=settings.database_pgbouncer,
-            timeout_s=settings.database_timeout_s,
-        )
-        try:
-            await db.apply_migrations(discover(db.dialect))
-            app.state.runtime = Runtime(
-                settings=settings,
-                db=db,
-                metrics=Metrics(),
-                workspaces=WorkspaceCache(db, settings.workspace_cache_ttl_s),
-            )
-            yield
-        finally:
-            await db.close()
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            # The scheduler stops (runs drained or released) before the database closes.
+            async with running_scheduler(runtime):
+                yield
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

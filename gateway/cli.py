@@ -12,6 +12,7 @@ from typing import Any
 from gateway import logs
 from gateway.settings import Settings, SettingsError
 from gateway.workspaces import WorkspaceOptions, create_workspace, list_workspaces
+from scheduler import cli as scheduler_cli
 from sql import Database, DatabaseError, connect
 from sql.migrations import discover
 
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply pending schema migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    scheduler_cli.add_commands(commands)  # worker, jobs list|stats|retry
 
     workspace = commands.add_parser("workspace", help="create and list workspaces")
     ws_commands = workspace.add_subparsers(dest="workspace_command", required=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sql import Database
 
 
 class Metrics:
@@ -20,6 +22,41 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+
+        self.jobs_claimed = Counter(
+            "hookgate_jobs_claimed_total",
+            "Job runs claimed by this process",
+            ["type"],
+            registry=self.registry,
+        )
+        self.jobs_finished = Counter(
+            "hookgate_jobs_finished_total",
+            "Job runs by outcome: succeeded, failed (to be retried) or dead",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.jobs_running = Gauge(
+            "hookgate_jobs_running", "Job runs in flight in this process", registry=self.registry
+        )
+        self.jobs_queued = Gauge(
+            "hookgate_jobs_queued",
+            "Pending and running jobs in the database, by type (refreshed by the poll tick)",
+            ["type", "status"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "hookgate_job_duration_seconds",
+            "Job run durations by type and outcome",
+            ["type", "outcome"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+
+    async def refresh_queue_depth(self, db: Database) -> None:
+        counts = await db.fetch_all("queue_depth")
+        self.jobs_queued.clear()  # a type whose queue emptied drops out instead of going stale
+        for row in counts:
+            self.jobs_queued.labels(row["type"], row["status"]).set(row["n"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

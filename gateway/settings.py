@@ -36,6 +36,8 @@ class Settings:
     job_max_attempts: int = 5
     job_timeout_s: float = 120.0
     shutdown_grace_s: float = 10.0
+    scheduler_enabled: bool = True
+    job_handler_modules: str = ""
     insights_context_pack_lead_concurrency: int = 3
     context_pack_interval_s: int = 300
     context_pack_breaker_threshold: int = 5
@@ -107,6 +109,7 @@ _ENV_NAMES = {
     "workspace_cache_ttl_s": "HOOKGATE_WORKSPACE_CACHE_TTL_S",
     "ghl_max_skew_s": "GHL_MAX_SKEW_S",
     "shutdown_grace_s": "HOOKGATE_SHUTDOWN_GRACE_S",
+    "scheduler_enabled": "HOOKGATE_SCHEDULER",
 }
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number"}

@@ -1,0 +1,100 @@
+"""APScheduler wiring: the poll tick as an interval job, and a graceful stop.
+
+``hookgate serve`` runs this inside the Starlette lifespan; ``hookgate worker`` runs it alone.
+Crons add their own jobs to ``SchedulerService.scheduler``.
+
+APScheduler 3.11's ``shutdown(wait=True)`` does not wait for running coroutine jobs (they are
+cancelled on the next loop turn), so stopping is: pause (no new ticks), let the runner drain
+its runs within the grace period and release the rest, then ``shutdown(wait=False)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gateway.runtime import Runtime
+from scheduler.runner import JobRunner
+
+log = logging.getLogger("hookgate.scheduler")
+
+POLL_JOB_ID = "jobs.poll"
+
+
+class SchedulerService:
+    def __init__(self, runtime: Runtime, runner: JobRunner | None = None) -> None:
+        self.runtime = runtime
+        self.runner = runner or JobRunner(runtime)
+        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+
+    async def start(self) -> None:
+        settings = self.runtime.settings
+        self.runner.start()
+        self.scheduler.add_job(
+            self.runner.poll,
+            "interval",
+            seconds=settings.job_poll_interval_ms / 1000,
+            id=POLL_JOB_ID,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+        self.scheduler.start()
+        log.info(
+            "scheduler started",
+            extra={
+                "worker": self.runner.worker,
+                "concurrency": settings.job_concurrency,
+                "poll_interval_ms": settings.job_poll_interval_ms,
+                "job_types": self.runner.registry.types(),
+            },
+        )
+
+    async def stop(self) -> None:
+        grace_s = self.runtime.settings.shutdown_grace_s
+        self.scheduler.pause()
+        try:
+            await self.runner.stop(grace_s)
+        finally:
+            self.scheduler.shutdown(wait=False)
+        log.info("scheduler stopped", extra={"worker": self.runner.worker})
+
+
+@asynccontextmanager
+async def running_scheduler(runtime: Runtime) -> AsyncIterator[SchedulerService | None]:
+    """Run the scheduler for the block (unless ``HOOKGATE_SCHEDULER=0``), stopping it
+    gracefully at the end, before the caller closes the database."""
+    if not runtime.settings.scheduler_enabled:
+        yield None
+        return
+    service = SchedulerService(runtime)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def run_worker(runtime: Runtime) -> None:
+    """``hookgate worker``: the scheduler without HTTP, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        service = SchedulerService(runtime)
+        await service.start()
+        try:
+            await stop.wait()
+            log.info("worker stopping", extra={"worker": service.runner.worker})
+        finally:
+            await service.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

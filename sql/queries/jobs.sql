@@ -1,0 +1,76 @@
+-- Background jobs: finishing, leases and operations.  Claiming differs per dialect
+-- (sql/<dialect>/queries/jobs.sql).  Every statement that ends or extends a run checks
+-- locked_by = :worker, so a worker that lost its lease cannot overwrite the new owner's result.
+-- Times are always passed in (:now): job timing never uses the database server's clock.
+
+-- name: succeed_job
+UPDATE background_jobs SET
+    status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'running' AND locked_by = :worker;
+
+-- name: retry_job_later
+UPDATE background_jobs SET
+    status = 'pending', run_at = :run_at, last_error = :error, locked_by = NULL,
+    locked_until = NULL, updated_at = :now
+WHERE id = :id AND status = 'running' AND locked_by = :worker;
+
+-- name: bury_job
+UPDATE background_jobs SET
+    status = 'dead', last_error = :error, locked_by = NULL, locked_until = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'running' AND locked_by = :worker;
+
+-- name: renew_leases
+-- Extends every lease this worker still holds; the ids that come back are the ones it still
+-- owns (a job missing from them was reclaimed by another worker after this one stalled).
+UPDATE background_jobs SET locked_until = :lease_until, updated_at = :now
+WHERE status = 'running' AND locked_by = :worker
+RETURNING id;
+
+-- name: release_jobs
+-- Shutdown: the runs this worker had to cut short go back to pending, and the interrupted
+-- attempt is not counted against the job.
+UPDATE background_jobs SET
+    status = 'pending', run_at = :now, locked_by = NULL, locked_until = NULL,
+    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = :now
+WHERE status = 'running' AND locked_by = :worker;
+
+-- name: list_jobs
+SELECT id, type, status, attempts, max_attempts, run_at, locked_by, locked_until, last_error,
+       workspace_id, message_id, created_at, updated_at
+FROM background_jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:type AS TEXT) IS NULL OR type = :type)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: job_counts
+SELECT type, status, count(*) AS n FROM background_jobs GROUP BY type, status ORDER BY type, status;
+
+-- name: retry_job_now
+-- Operator retry: a dead job goes back to pending with fresh attempts; a pending one waiting out
+-- its backoff becomes due now.  Running and succeeded jobs are left alone.
+UPDATE background_jobs SET
+    status = 'pending', run_at = :now, last_error = NULL, finished_at = NULL, updated_at = :now,
+    attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END
+WHERE id = :id AND status IN ('dead', 'pending')
+RETURNING id;
+
+-- name: retry_dead_jobs
+UPDATE background_jobs SET
+    status = 'pending', run_at = :now, attempts = 0, last_error = NULL, finished_at = NULL,
+    updated_at = :now
+WHERE status = 'dead';
+
+-- name: job_message
+SELECT m.id, m.workspace_id, m.lead_id, m.channel, m.direction, m.provider, m.event,
+       m.subject, m.body, m.interested, l.email AS lead_email
+FROM messages m LEFT JOIN leads l ON l.id = m.lead_id
+WHERE m.id = :id;
+
+-- name: queue_depth
+-- Written as an OR so each arm can use its partial index: finished jobs are not scanned.
+SELECT type, status, count(*) AS n FROM background_jobs
+WHERE status = 'pending' OR status = 'running'
+GROUP BY type, status;

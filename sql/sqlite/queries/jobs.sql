@@ -1,0 +1,16 @@
+-- Job claiming, SQLite: one UPDATE … RETURNING, atomic because the port runs every write on its
+-- single writer connection (and SQLite has one writer per file anyway).
+
+-- name: claim_jobs
+-- Due pending jobs and running jobs whose lease expired (their worker died), oldest first.
+UPDATE background_jobs SET
+    status = 'running', locked_by = :worker, locked_until = :lease_until,
+    attempts = attempts + 1, started_at = :now, updated_at = :now
+WHERE id IN (
+    SELECT id FROM background_jobs
+    WHERE (status = 'pending' AND run_at <= :now)
+       OR (status = 'running' AND locked_until < :now)
+    ORDER BY run_at, id
+    LIMIT :n
+)
+RETURNING id, type, dedupe_key, workspace_id, message_id, payload, attempts, max_attempts;

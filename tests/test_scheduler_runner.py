@@ -1,0 +1,270 @@
+"""The job runner in this process, on both backends: the concurrency bound, retries with
+backoff, dead jobs, time budgets, leases and a graceful stop.  Time is an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from typing import Any
+
+import pytest
+
+from clients.context import current_ai_source, remaining_budget
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.workspaces import WorkspaceCache
+from scheduler import queue
+from scheduler.handlers import HandlerRegistry, JobContext
+from scheduler.queue import Job, JobQueue
+from scheduler.runner import BACKOFF_BASE_S, JobRunner
+from scheduler.service import SchedulerService
+from sql import Database, Row
+from tests.conftest import make_settings
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_runtime(db: Database, settings: Settings, clock: FakeClock) -> Runtime:
+    return Runtime(
+        settings=settings,
+        db=db,
+        metrics=Metrics(),
+        workspaces=WorkspaceCache(db, 5),
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def runtime(db: Database, database_url: str, clock: FakeClock) -> Runtime:
+    return make_runtime(db, make_settings(database_url, JOB_CONCURRENCY="5"), clock)
+
+
+async def add_jobs(
+    runtime: Runtime, job_type: str, n: int = 1, *, max_attempts: int = 5, **payload: Any
+) -> list[int]:
+    ids = []
+    for i in range(n):
+        job_id = await queue.enqueue(
+            runtime.db,
+            job_type,
+            f"{job_type}:{i}",
+            now=runtime.clock(),
+            max_attempts=max_attempts,
+            payload=payload,
+        )
+        assert job_id is not None
+        ids.append(job_id)
+    return ids
+
+
+async def job_row(db: Database, job_id: int) -> Row:
+    found = [r for r in await queue.list_jobs(db, limit=10_000) if r["id"] == job_id]
+    assert len(found) == 1
+    return found[0]
+
+
+async def test_never_more_than_job_concurrency_at_once(runtime: Runtime) -> None:
+    registry = HandlerRegistry()
+    running = peak = 0
+    done: list[int] = []
+
+    @registry.register("COUNTED")
+    async def counted(ctx: JobContext, job: Job) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.002)
+        running -= 1
+        done.append(job.id)
+
+    ids = await add_jobs(runtime, "COUNTED", 300)
+    async with JobRunner(runtime, registry=registry) as runner:
+        await runner.run_until_idle(timeout_s=60)
+    assert 1 < peak <= runtime.settings.job_concurrency
+    assert sorted(done) == ids
+    counts = await queue.job_counts(runtime.db)
+    assert counts["COUNTED"]["succeeded"] == 300
+    finished = runtime.metrics.jobs_finished.labels("COUNTED", "succeeded")._value.get()
+    assert finished == 300
+
+
+async def test_failures_back_off_then_die(
+    runtime: Runtime, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = HandlerRegistry()
+    calls: list[int] = []
+
+    @registry.register("FLAKY")
+    async def flaky(ctx: JobContext, job: Job) -> None:
+        calls.append(job.attempts)
+        raise RuntimeError(f"boom {job.attempts}")
+
+    (job_id,) = await add_jobs(runtime, "FLAKY", max_attempts=3)
+    caplog.set_level(logging.ERROR, logger="hookgate.jobs")
+    async with JobRunner(runtime, registry=registry, rng=random.Random(4)) as runner:
+        for attempt in (1, 2):
+            await runner.run_until_idle(timeout_s=10)
+            row = await job_row(runtime.db, job_id)
+            assert (row["status"], row["attempts"]) == ("pending", attempt)
+            assert row["last_error"] == f"RuntimeError: boom {attempt}"
+            delay = (row["run_at"] - clock.now).total_seconds()
+            full = BACKOFF_BASE_S * 2 ** (attempt - 1)
+            assert full / 2 <= delay <= full
+            clock.advance(delay - 0.001)  # not due yet: nothing runs
+            await runner.run_until_idle(timeout_s=10)
+            assert len(calls) == attempt
+            clock.advance(0.001)
+        await runner.run_until_idle(timeout_s=10)
+    row = await job_row(runtime.db, job_id)
+    assert (row["status"], row["attempts"]) == ("dead", 3)
+    assert row["last_error"] == "RuntimeError: boom 3"
+    assert row["locked_by"] is None
+    assert calls == [1, 2, 3]
+    failures = [r for r in caplog.records if r.getMessage() == "job failed"]
+    assert [(r.job_id, r.job_type, r.attempt, r.error) for r in failures] == [  # type: ignore[attr-defined]
+        (job_id, "FLAKY", n, f"RuntimeError: boom {n}") for n in (1, 2, 3)
+    ]
+
+
+async def test_time_budget_cancels_the_handler_and_counts_as_a_failure(runtime: Runtime) -> None:
+    registry = HandlerRegistry()
+    seen: dict[str, Any] = {}
+
+    @registry.register("SLOW", timeout_s=0.3)
+    async def slow(ctx: JobContext, job: Job) -> None:
+        seen["source"] = current_ai_source()
+        seen["budget"] = remaining_budget()
+        await asyncio.sleep(30)
+
+    (job_id,) = await add_jobs(runtime, "SLOW", max_attempts=1)
+    async with JobRunner(runtime, registry=registry) as runner:
+        await runner.run_until_idle(timeout_s=10)
+    row = await job_row(runtime.db, job_id)
+    assert (row["status"], row["last_error"]) == ("dead", "timed out after 0.3 s")
+    assert seen["source"] == "background_job:SLOW"
+    assert 0 < seen["budget"] <= 0.3
+
+
+async def test_unknown_job_type_fails_cleanly_until_dead(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    (job_id,) = await add_jobs(runtime, "NO_SUCH_TYPE", max_attempts=2)
+    async with JobRunner(runtime, registry=HandlerRegistry()) as runner:
+        await runner.run_until_idle(timeout_s=10)
+        clock.advance(3600)
+        await runner.run_until_idle(timeout_s=10)
+    row = await job_row(runtime.db, job_id)
+    assert row["status"] == "dead"
+    assert row["last_error"] == "no handler is registered for job type NO_SUCH_TYPE"
+
+
+async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    (job_id,) = await add_jobs(runtime, "LEASED")
+    lease = dt.timedelta(seconds=runtime.settings.job_lease_s)
+    old, new = JobQueue(runtime.db, "worker-old"), JobQueue(runtime.db, "worker-new")
+    (claimed,) = await old.claim(5, now=clock.now, lease_until=clock.now + lease)
+    assert await new.claim(5, now=clock.now, lease_until=clock.now + lease) == []
+    assert await old.renew(now=clock.now, lease_until=clock.now + lease) == {job_id}
+
+    clock.advance(lease.total_seconds() + 1)  # the old worker stalled past its lease
+    (reclaimed,) = await new.claim(5, now=clock.now, lease_until=clock.now + lease)
+    assert (reclaimed.id, reclaimed.attempts) == (job_id, 2)
+    assert await old.renew(now=clock.now, lease_until=clock.now + lease) == set()
+    assert not await old.succeed(claimed, now=clock.now)
+    assert not await old.bury(claimed, error="late", now=clock.now)
+    assert await old.release(now=clock.now) == 0
+    assert await new.succeed(reclaimed, now=clock.now)
+    row = await job_row(runtime.db, job_id)
+    assert (row["status"], row["attempts"], row["locked_by"]) == ("succeeded", 2, None)
+
+
+async def test_worker_lost_on_the_last_attempt_makes_the_job_dead(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    (job_id,) = await add_jobs(runtime, "LEASED", max_attempts=1)
+    lease = dt.timedelta(seconds=runtime.settings.job_lease_s)
+    await JobQueue(runtime.db, "worker-gone").claim(1, now=clock.now, lease_until=clock.now + lease)
+    clock.advance(lease.total_seconds() + 1)
+    registry = HandlerRegistry()
+    registry.register("LEASED")(_noop)
+    async with JobRunner(runtime, registry=registry) as runner:
+        await runner.run_until_idle(timeout_s=10)
+    row = await job_row(runtime.db, job_id)
+    assert row["status"] == "dead"
+    assert "lease expired" in row["last_error"]
+
+
+async def _noop(ctx: JobContext, job: Job) -> None:
+    return None
+
+
+async def test_stop_lets_short_runs_finish_and_releases_the_rest(runtime: Runtime) -> None:
+    registry = HandlerRegistry()
+    started: set[str] = set()
+    both = asyncio.Event()
+
+    async def wait_then(seconds: float, job: Job) -> None:
+        started.add(job.type)
+        if len(started) == 2:
+            both.set()
+        await asyncio.sleep(seconds)
+
+    registry.register("QUICK")(lambda ctx, job: wait_then(0.2, job))
+    registry.register("STUCK")(lambda ctx, job: wait_then(60, job))
+    (quick,) = await add_jobs(runtime, "QUICK")
+    (stuck,) = await add_jobs(runtime, "STUCK")
+    runner = JobRunner(runtime, registry=registry)
+    runner.start()
+    assert await runner.tick() == 2
+    await asyncio.wait_for(both.wait(), 10)
+    await runner.stop(grace_s=1.0)
+    assert (await job_row(runtime.db, quick))["status"] == "succeeded"
+    row = await job_row(runtime.db, stuck)
+    assert (row["status"], row["attempts"], row["locked_by"]) == ("pending", 0, None)
+    assert await runner.tick() == 0  # a stopped runner claims nothing
+    assert (await job_row(runtime.db, stuck))["status"] == "pending"
+
+
+async def test_a_freed_slot_starts_the_next_job_without_waiting_for_the_poll(
+    db: Database, database_url: str
+) -> None:
+    settings = make_settings(database_url, JOB_CONCURRENCY="1", JOB_POLL_INTERVAL_MS="600000")
+    runtime = make_runtime(db, settings, FakeClock())
+    registry = HandlerRegistry()
+    ran: list[int] = []
+    all_ran = asyncio.Event()
+
+    @registry.register("CHAINED")
+    async def chained(ctx: JobContext, job: Job) -> None:
+        ran.append(job.id)
+        if len(ran) == 3:
+            all_ran.set()
+
+    ids = await add_jobs(runtime, "CHAINED", 3)
+    service = SchedulerService(runtime, JobRunner(runtime, registry=registry))
+    await service.start()  # one tick now, the next one in ten minutes
+    try:
+        await asyncio.wait_for(all_ran.wait(), 15)
+    finally:
+        await service.stop()
+    assert ran == ids
+    assert (await queue.job_counts(db))["CHAINED"]["succeeded"] == 3
