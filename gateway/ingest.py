@@ -13,16 +13,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from sql import Connection, Database
+from gateway.integrations import record_integration_status
+from sql import Connection, Database, DatabaseError, DatabaseUnavailable
+
+if TYPE_CHECKING:  # the providers import this module's event types
+    from gateway.providers.base import Delivery, Payload, Provider
 
 log = logging.getLogger("hookgate.ingest")
 
 Channel = Literal["email", "sms", "linkedin"]
 Direction = Literal["inbound", "outbound"]
+LeadKey = Literal["email", "phone", "linkedin_id", "ghl_contact_id"]
+
+# The columns that identify a lead, each unique per workspace.
+LEAD_IDENTITIES: tuple[LeadKey, ...] = ("email", "phone", "linkedin_id", "ghl_contact_id")
 
 IDENTITY_COLUMNS = (
     "email_bison_reply_id",
@@ -45,8 +53,16 @@ class ParseError(ValueError):
     The message says what is wrong, for the 400 answer (and later the quarantine)."""
 
 
+class ReplayedDelivery(Exception):
+    """A provider's per-delivery id (GoHighLevel's ``webhookId``) that already delivered another
+    message: a replay, answered 409 with nothing stored."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Lead:
+    """Who a delivery is about.  ``key`` names the channel's primary identity: the lead is found
+    or created by it; the other identities given are attached only where no lead holds them."""
+
     email: str | None = None
     phone: str | None = None
     linkedin_id: str | None = None
@@ -57,6 +73,7 @@ class Lead:
     title: str | None = None
     status: str | None = None
     interested: bool = False
+    key: LeadKey = "email"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,6 +89,8 @@ class Message:
     body: str | None = None
     sent_at: dt.datetime | None = None
     interested: bool = False
+    # The provider's id of this delivery (not of the message), remembered to refuse replays.
+    delivery_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.key_column not in IDENTITY_COLUMNS:
@@ -93,7 +112,17 @@ class Ignored:
     event: str
 
 
-Event = Message | LeadUpdate | Ignored
+@dataclasses.dataclass(frozen=True, slots=True)
+class IntegrationStatus:
+    """A provider reports on the workspace's own connection (Unipile ``AccountStatus``)."""
+
+    event: str
+    integration: str
+    connected: bool
+    reason: str | None = None
+
+
+Event = Message | LeadUpdate | IntegrationStatus | Ignored
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -125,17 +154,25 @@ async def ingest(
         async with db.transaction() as conn:
             await upsert_lead(conn, workspace_id, event.lead, now)
         return Outcome(event.event, ignored=True)
+    if isinstance(event, IntegrationStatus):
+        await record_integration_status(
+            db, workspace_id, event.integration, event.connected, event.reason, now
+        )
+        return Outcome(event.event, ignored=True)
     return await store_message(db, workspace_id, event, now=now, max_attempts=max_attempts)
 
 
 async def upsert_lead(conn: Connection, workspace_id: str, lead: Lead, now: dt.datetime) -> int:
-    """Find or create the lead by the delivery's identity, race-safe (one upsert statement)."""
-    if lead.email is None:
-        raise ParseError("the delivery names no lead email")
+    """Find or create the lead by its primary identity (one ``INSERT … ON CONFLICT DO UPDATE …
+    RETURNING`` statement), then attach the other identities the delivery names where the lead
+    has none yet.  Only a lead seen without them before costs the extra statements."""
+    value = getattr(lead, lead.key)
+    if value is None:
+        raise ParseError(f"the delivery names no lead {lead.key.replace('_', ' ')}")
     row = await conn.fetch_one(
-        "upsert_lead_by_email",
+        f"upsert_lead_by_{lead.key}",
         workspace_id=workspace_id,
-        email=lead.email,
+        value=value,
         first_name=lead.first_name,
         last_name=lead.last_name,
         company=lead.company,
@@ -145,7 +182,39 @@ async def upsert_lead(conn: Connection, workspace_id: str, lead: Lead, now: dt.d
         now=now,
     )
     assert row is not None  # DO UPDATE always returns the row
+    missing = {
+        column: getattr(lead, column)
+        for column in LEAD_IDENTITIES
+        if row[column] is None and getattr(lead, column) is not None
+    }
+    if missing:
+        await _attach_identities(conn, workspace_id, int(row["id"]), missing)
     return int(row["id"])
+
+
+async def _attach_identities(
+    conn: Connection, workspace_id: str, lead_id: int, identities: dict[LeadKey, str]
+) -> None:
+    """Give the lead those identities no other lead holds.  The statement's NOT EXISTS guard is
+    exact on SQLite (one writer) but not under concurrent PostgreSQL transactions: one that
+    gives the same phone to another lead first makes it fail with a unique violation (or a
+    deadlock).  The savepoint turns that into "the other lead keeps it"; the delivery goes on."""
+    await conn.execute("savepoint_attach_identities")
+    try:
+        await conn.execute(
+            "attach_lead_identities",
+            id=lead_id,
+            workspace_id=workspace_id,
+            **{column: identities.get(column) for column in LEAD_IDENTITIES},
+        )
+    except DatabaseUnavailable:
+        raise
+    except DatabaseError as exc:
+        await conn.execute("rollback_to_attach_identities")
+        log.info(
+            "lead identity kept by another lead",
+            extra={"workspace_id": workspace_id, "lead_id": lead_id, "error": str(exc)},
+        )
 
 
 async def store_message(
@@ -167,12 +236,17 @@ async def store_message(
             body=msg.body,
             sent_at=msg.sent_at,
             interested=msg.interested,
+            delivery_id=msg.delivery_id,
             now=now,
             **keys,
         )
         deduped = row is None
         if row is None:
             row = await conn.fetch_one("find_message_by_key", workspace_id=workspace_id, **keys)
+            if row is None and msg.delivery_id is not None:
+                raise ReplayedDelivery(
+                    f"delivery {msg.delivery_id} was already received with another message"
+                )
             if row is None:
                 # The insert conflicted, yet no row has this key: it must have hit another
                 # unique column.  Impossible with one key per message; say so loudly.
@@ -206,3 +280,18 @@ async def store_message(
             },
         )
     return Outcome(msg.event, message_id=message_id, deduped=deduped)
+
+
+async def ingest_delivery(
+    db: Database, provider: Provider, payload: Payload, delivery: Delivery
+) -> Outcome:
+    """What a live delivery and a quarantine replay share: the provider's parser, then
+    ``ingest``.  Raises ``ParseError`` when the parser, or the lead it names, cannot be read."""
+    event = provider.parse(payload, delivery)
+    return await ingest(
+        db,
+        delivery.workspace["id"],
+        event,
+        now=delivery.received_at,
+        max_attempts=delivery.settings.job_max_attempts,
+    )

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.ingest import ParseError, ingest
+from gateway.ingest import ParseError, ReplayedDelivery, ingest
 from gateway.providers import PROVIDERS, Delivery, Provider
 from gateway.runtime import Runtime
 from gateway.workspaces import is_workspace_id
@@ -87,6 +87,7 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
         query=request.query_params,
         raw_body=raw_body,
         received_at=runtime.clock(),
+        settings=settings,
     )
     if not provider.authenticate(delivery):
         raise Rejected(401, "unauthorized")
@@ -104,6 +105,8 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
         )
     except ParseError as exc:
         raise Rejected(400, f"cannot read this {provider.name} payload: {exc}") from None
+    except ReplayedDelivery as exc:
+        raise Rejected(409, str(exc)) from None
     return outcome.answer()
 
 

@@ -4,9 +4,18 @@
 
 from __future__ import annotations
 
-from gateway.providers import emailbison
+from gateway.providers import emailbison, ghl, instantly, smartlead, unipile
 from gateway.providers.base import Delivery, Provider
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (emailbison.PROVIDER,)}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        emailbison.PROVIDER,
+        ghl.PROVIDER,
+        unipile.PROVIDER,
+        smartlead.PROVIDER,
+        instantly.PROVIDER,
+    )
+}
 
 __all__ = ["PROVIDERS", "Delivery", "Provider"]

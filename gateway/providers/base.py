@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.ingest import Event
+from gateway.settings import Settings
 from gateway.workspaces import secret_matches
 from sql import Row
 
@@ -24,6 +25,7 @@ class Delivery:
     query: Mapping[str, str]
     raw_body: bytes
     received_at: dt.datetime
+    settings: Settings
 
     @property
     def token(self) -> str | None:
@@ -36,6 +38,18 @@ class Delivery:
 
 def token_auth(delivery: Delivery) -> bool:
     return secret_matches(delivery.token, delivery.workspace[f"{delivery.provider}_token_hash"])
+
+
+def token_or_header(header: str) -> Callable[[Delivery], bool]:
+    """The URL/Bearer token, or else the secret header the workspace chose at webhook creation
+    (compared with ``<provider>_secret_hash``), for providers that can send custom headers."""
+
+    def authenticate(delivery: Delivery) -> bool:
+        presented = delivery.headers.get(header)
+        stored = delivery.workspace[f"{delivery.provider}_secret_hash"]
+        return token_auth(delivery) or secret_matches(presented, stored)
+
+    return authenticate
 
 
 def accept_payload(payload: Payload, delivery: Delivery) -> bool:

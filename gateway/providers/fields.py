@@ -4,7 +4,13 @@ legacy names.  Each raises ``ParseError`` naming the field when a required one i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
+import unicodedata
+from email.utils import parseaddr
 from typing import Any
+
+import orjson
 
 from gateway.ingest import ParseError
 
@@ -23,12 +29,23 @@ def opt_obj(parent: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _lookup(parent: dict[str, Any], key: str) -> Any:
+    """``parent[key]``, where a dotted key that is not itself present walks nested objects."""
+    if key in parent or "." not in key:
+        return parent.get(key)
+    value: Any = parent
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def opt_text(parent: Any, *keys: str) -> str | None:
-    """The first of ``keys`` holding a non-empty string or number, as stripped text."""
+    """The first of ``keys`` (dotted for nested: ``reply_message.message_id``) holding a
+    non-empty string or number, as stripped text."""
     if not isinstance(parent, dict):
         return None
     for key in keys:
-        value = parent.get(key)
+        value = _lookup(parent, key)
         if isinstance(value, bool):
             continue
         if isinstance(value, (int, float)):
@@ -54,10 +71,48 @@ def opt_bool(parent: Any, key: str) -> bool:
 
 
 def email(value: str | None) -> str | None:
+    """A lower-cased address, from ``a@b.c`` or ``Name <a@b.c>``; None if it is not one."""
     if value is None:
         return None
-    value = value.strip().lower()
-    return value if "@" in value else None
+    address = parseaddr(value)[1].strip().lower()
+    return address if "@" in address.strip("@") and " " not in address else None
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+
+
+def phone(value: str | None) -> str | None:
+    """E.164 (``+15555550142``) from the usual spellings: spaces, dashes, dots and brackets
+    dropped, a ``00`` prefix read as ``+``, ten bare digits read as a North American number
+    (GoHighLevel's home market).  None when it cannot be a phone number."""
+    if value is None:
+        return None
+    digits = _PHONE_PUNCTUATION.sub("", value)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    if not digits.startswith("+"):
+        digits = ("+1" if len(digits) == 10 else "+") + digits
+    number = digits[1:]
+    if not (number.isascii() and number.isdigit() and 8 <= len(number) <= 15):
+        return None
+    return None if number[0] == "0" else "+" + number
+
+
+def normalised_body(value: str | None) -> str:
+    """Unicode NFC, whitespace runs collapsed to one space, trimmed: the same text however a
+    provider re-encodes or re-wraps it."""
+    return " ".join(unicodedata.normalize("NFC", value or "").split())
+
+
+def digest(*parts: str | None) -> str:
+    """SHA-256 hex of the parts, encoded unambiguously (no separator can be forged)."""
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+
+def name_parts(full_name: str | None) -> tuple[str | None, str | None]:
+    """``"Jordan Lee"`` -> ``("Jordan", "Lee")``; the last name takes everything after the first."""
+    first, _, last = (full_name or "").strip().partition(" ")
+    return first or None, last.strip() or None
 
 
 def timestamp(value: Any) -> dt.datetime | None:
@@ -78,4 +133,13 @@ def timestamp(value: Any) -> dt.datetime | None:
             return parsed.astimezone(dt.UTC)
     except (ValueError, OverflowError, OSError):
         return None
+    return None
+
+
+def opt_timestamp(parent: Any, *keys: str) -> dt.datetime | None:
+    """The first of ``keys`` (dotted for nested) holding a readable time."""
+    for key in keys:
+        value = timestamp(_lookup(parent, key)) if isinstance(parent, dict) else None
+        if value is not None:
+            return value
     return None

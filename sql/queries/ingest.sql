@@ -1,9 +1,12 @@
 -- The webhook hot path: one transaction per delivery, no check-then-create anywhere.
 
+-- Leads: found or created by the channel's primary identity, one statement per identity column
+-- (each is unique per workspace), returning the identities the lead already has.
+
 -- name: upsert_lead_by_email
 INSERT INTO leads (workspace_id, email, first_name, last_name, company, title, status,
                    interested, created_at, updated_at)
-VALUES (:workspace_id, :email, :first_name, :last_name, :company, :title, :status,
+VALUES (:workspace_id, :value, :first_name, :last_name, :company, :title, :status,
         :interested, :now, :now)
 ON CONFLICT (workspace_id, email) DO UPDATE SET
     first_name = COALESCE(excluded.first_name, leads.first_name),
@@ -13,16 +16,86 @@ ON CONFLICT (workspace_id, email) DO UPDATE SET
     status     = COALESCE(excluded.status, leads.status),
     interested = leads.interested OR excluded.interested,
     updated_at = excluded.updated_at
-RETURNING id;
+RETURNING id, email, phone, linkedin_id, ghl_contact_id;
+
+-- name: upsert_lead_by_phone
+INSERT INTO leads (workspace_id, phone, first_name, last_name, company, title, status,
+                   interested, created_at, updated_at)
+VALUES (:workspace_id, :value, :first_name, :last_name, :company, :title, :status,
+        :interested, :now, :now)
+ON CONFLICT (workspace_id, phone) DO UPDATE SET
+    first_name = COALESCE(excluded.first_name, leads.first_name),
+    last_name  = COALESCE(excluded.last_name, leads.last_name),
+    company    = COALESCE(excluded.company, leads.company),
+    title      = COALESCE(excluded.title, leads.title),
+    status     = COALESCE(excluded.status, leads.status),
+    interested = leads.interested OR excluded.interested,
+    updated_at = excluded.updated_at
+RETURNING id, email, phone, linkedin_id, ghl_contact_id;
+
+-- name: upsert_lead_by_linkedin_id
+INSERT INTO leads (workspace_id, linkedin_id, first_name, last_name, company, title, status,
+                   interested, created_at, updated_at)
+VALUES (:workspace_id, :value, :first_name, :last_name, :company, :title, :status,
+        :interested, :now, :now)
+ON CONFLICT (workspace_id, linkedin_id) DO UPDATE SET
+    first_name = COALESCE(excluded.first_name, leads.first_name),
+    last_name  = COALESCE(excluded.last_name, leads.last_name),
+    company    = COALESCE(excluded.company, leads.company),
+    title      = COALESCE(excluded.title, leads.title),
+    status     = COALESCE(excluded.status, leads.status),
+    interested = leads.interested OR excluded.interested,
+    updated_at = excluded.updated_at
+RETURNING id, email, phone, linkedin_id, ghl_contact_id;
+
+-- name: upsert_lead_by_ghl_contact_id
+INSERT INTO leads (workspace_id, ghl_contact_id, first_name, last_name, company, title, status,
+                   interested, created_at, updated_at)
+VALUES (:workspace_id, :value, :first_name, :last_name, :company, :title, :status,
+        :interested, :now, :now)
+ON CONFLICT (workspace_id, ghl_contact_id) DO UPDATE SET
+    first_name = COALESCE(excluded.first_name, leads.first_name),
+    last_name  = COALESCE(excluded.last_name, leads.last_name),
+    company    = COALESCE(excluded.company, leads.company),
+    title      = COALESCE(excluded.title, leads.title),
+    status     = COALESCE(excluded.status, leads.status),
+    interested = leads.interested OR excluded.interested,
+    updated_at = excluded.updated_at
+RETURNING id, email, phone, linkedin_id, ghl_contact_id;
+
+-- name: attach_lead_identities
+-- Each identity goes to this lead only if it has none and no other lead holds it.  Exact on
+-- SQLite (one writer); on PostgreSQL a concurrent transaction can still win the race, which the
+-- caller catches under the savepoint below.
+UPDATE leads SET
+    email = COALESCE(leads.email, (SELECT CAST(:email AS text) WHERE NOT EXISTS (
+        SELECT 1 FROM leads other WHERE other.workspace_id = :workspace_id
+                                    AND other.email = CAST(:email AS text)))),
+    phone = COALESCE(leads.phone, (SELECT CAST(:phone AS text) WHERE NOT EXISTS (
+        SELECT 1 FROM leads other WHERE other.workspace_id = :workspace_id
+                                    AND other.phone = CAST(:phone AS text)))),
+    linkedin_id = COALESCE(leads.linkedin_id, (SELECT CAST(:linkedin_id AS text) WHERE NOT EXISTS (
+        SELECT 1 FROM leads other WHERE other.workspace_id = :workspace_id
+                                    AND other.linkedin_id = CAST(:linkedin_id AS text)))),
+    ghl_contact_id = COALESCE(leads.ghl_contact_id, (SELECT CAST(:ghl_contact_id AS text) WHERE NOT EXISTS (
+        SELECT 1 FROM leads other WHERE other.workspace_id = :workspace_id
+                                    AND other.ghl_contact_id = CAST(:ghl_contact_id AS text))))
+WHERE id = :id;
+
+-- name: savepoint_attach_identities
+SAVEPOINT attach_identities;
+
+-- name: rollback_to_attach_identities
+ROLLBACK TO SAVEPOINT attach_identities;
 
 -- name: insert_message
 INSERT INTO messages (workspace_id, lead_id, channel, direction, provider, event, subject, body,
                       sent_at, interested, created_at, email_bison_reply_id,
                       inboxxia_scheduled_email_id, ghl_id, ai_draft_id, unipile_message_id,
-                      webhook_dedupe_key)
+                      webhook_dedupe_key, delivery_id)
 VALUES (:workspace_id, :lead_id, :channel, :direction, :provider, :event, :subject, :body,
         :sent_at, :interested, :now, :email_bison_reply_id, :inboxxia_scheduled_email_id,
-        :ghl_id, :ai_draft_id, :unipile_message_id, :webhook_dedupe_key)
+        :ghl_id, :ai_draft_id, :unipile_message_id, :webhook_dedupe_key, :delivery_id)
 ON CONFLICT DO NOTHING
 RETURNING id;
 

@@ -1,0 +1,85 @@
+"""Instantly (API v2 webhooks).
+
+Flat payloads with ``event_type`` and the lead's custom fields merged at top level (unknown keys
+are normal).  There is no event id: ``reply_received`` / ``auto_reply_received`` are keyed
+``instantly:<event_type>:<email_id>:<timestamp>`` (``email_id`` names the sent email, and one
+email can draw several replies; ``timestamp`` is fixed per occurrence, not per retry), and
+``email_sent`` ``instantly:email_sent:<email_id>``.  Without those fields the key falls back to a
+hash of the lead, subject and normalised body.  ``lead_*`` events (``lead_interested``, …) update
+the lead's status and store no message.  Legacy names ``type``, ``contact_email`` and
+``contact_name`` are read as aliases.
+
+Auth: the URL token (``?token=`` or Bearer), or the ``X-Hookgate-Secret`` header set at webhook
+creation, compared with the workspace's Instantly secret.
+"""
+
+from __future__ import annotations
+
+from gateway.ingest import Event, Ignored, Lead, LeadUpdate, Message, ParseError
+from gateway.providers import fields
+from gateway.providers.base import Delivery, Payload, Provider, token_or_header
+
+NAME = "instantly"
+
+# event_type -> (direction, body fields best first, subject field and fallback-key prefix)
+_MESSAGES = {
+    "reply_received": ("inbound", ("reply_text", "reply_html", "reply_text_snippet"), "reply"),
+    "auto_reply_received": ("inbound", ("reply_text", "reply_html", "reply_text_snippet"), "reply"),
+    "email_sent": ("outbound", ("email_text", "email_html"), "email"),
+}
+
+
+def parse(payload: Payload, delivery: Delivery) -> Event:
+    event_type = fields.text(payload, "event_type", "type")
+    kind = event_type.lower()
+    if kind.startswith("lead_"):
+        status = kind.removeprefix("lead_")
+        return LeadUpdate(event_type, _lead(payload, status, interested=status == "interested"))
+    spec = _MESSAGES.get(kind)
+    if spec is None:
+        return Ignored(event_type)
+    direction, body_fields, prefix = spec
+    lead = _lead(payload)
+    subject = fields.opt_text(payload, f"{prefix}_subject")
+    body = fields.opt_text(payload, *body_fields)
+    email_id = fields.opt_text(payload, "email_id")
+    sent = fields.opt_text(payload, "timestamp")
+    if email_id is not None and kind == "email_sent":
+        key = f"instantly:{kind}:{email_id}"
+    elif email_id is not None and sent is not None:
+        key = f"instantly:{kind}:{email_id}:{sent}"
+    else:
+        # A reply and an auto-reply may report the same mail: one content hash for both.
+        digest = fields.digest(lead.email, subject, fields.normalised_body(body))
+        key = f"instantly:{prefix}:{digest}"
+    return Message(
+        event=kind,
+        provider=NAME,
+        channel="email",
+        direction=direction,  # type: ignore[arg-type]
+        key_column="webhook_dedupe_key",
+        key_value=key,
+        lead=lead,
+        subject=subject,
+        body=body,
+        sent_at=fields.timestamp(payload.get("timestamp")) or delivery.received_at,
+    )
+
+
+def _lead(payload: Payload, status: str | None = None, *, interested: bool = False) -> Lead:
+    address = fields.email(fields.opt_text(payload, "lead_email", "contact_email", "email"))
+    if address is None:
+        raise ParseError("no lead email: lead_email (or contact_email) is needed")
+    first, last = fields.name_parts(fields.opt_text(payload, "contact_name"))
+    return Lead(
+        email=address,
+        first_name=fields.opt_text(payload, "firstName", "first_name") or first,
+        last_name=fields.opt_text(payload, "lastName", "last_name") or last,
+        company=fields.opt_text(payload, "companyName", "company_name"),
+        title=fields.opt_text(payload, "jobTitle", "job_title"),
+        status=status,
+        interested=interested,
+    )
+
+
+PROVIDER = Provider(name=NAME, parse=parse, authenticate=token_or_header("x-hookgate-secret"))
