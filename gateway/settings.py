@@ -45,7 +45,7 @@ class Settings:
     quarantine_max_per_hour: int = 1000
     quarantine_retention_days: int = 30
     openai_api_key: str = ""
-    openai_base_url: str = ""
+    openai_base_url: str = "https://api.openai.com/v1"
     ai_model: str = "gpt-4o-mini"
     ai_timeout_ms: int = 20000
     slack_bot_token: str = ""
@@ -53,6 +53,8 @@ class Settings:
     unipile_base_url: str = ""
     unipile_api_key: str = ""
     emailbison_timeout_ms: int = 15000
+    unipile_timeout_ms: int = 15000
+    slack_timeout_ms: int = 10000
     log_level: str = "INFO"
 
     @classmethod
@@ -98,6 +100,21 @@ class Settings:
     def emailbison_timeout_s(self) -> float:
         """``EMAILBISON_TIMEOUT_MS`` clamped to [1 s, 60 s]."""
         return min(max(self.emailbison_timeout_ms, 1000), 60000) / 1000
+
+    @property
+    def unipile_timeout_s(self) -> float:
+        """``UNIPILE_TIMEOUT_MS`` clamped to [1 s, 60 s]."""
+        return min(max(self.unipile_timeout_ms, 1000), 60000) / 1000
+
+    @property
+    def slack_timeout_s(self) -> float:
+        """``SLACK_TIMEOUT_MS`` clamped to [1 s, 60 s]."""
+        return min(max(self.slack_timeout_ms, 1000), 60000) / 1000
+
+    @property
+    def ai_timeout_s(self) -> float:
+        """``AI_TIMEOUT_MS`` clamped to [1 s, 300 s]."""
+        return min(max(self.ai_timeout_ms, 1000), 300000) / 1000
 
     def webhook_url(self, provider: str, workspace_id: str, token: str) -> str:
         return f"{self.public_url.rstrip('/')}/webhooks/{provider}/{workspace_id}?token={token}"

@@ -31,6 +31,13 @@ from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database, connect
 from sql.migrations import discover
+from tests.fakes import (  # noqa: F401  (fixtures: fake provider servers on 127.0.0.1)
+    fake_emailbison,
+    fake_openai,
+    fake_server,
+    fake_slack,
+    fake_unipile,
+)
 from tests.pg_cluster import Cluster, free_port
 
 T = TypeVar("T")
