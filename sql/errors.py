@@ -45,9 +45,17 @@ def classify(exc: BaseException) -> DatabaseError:
         if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
             return ConstraintViolation(_describe(exc))
         return DatabaseError(_describe(exc))
-    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError)):
-        # "connection is closed", "cannot perform operation: another operation is in progress
-        # on a closed connection": the connection went away under us.
+    if isinstance(
+        exc,
+        (
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InternalClientError,
+        ),
+    ):
+        # "connection is closed", "connection was closed in the middle of operation", "cannot
+        # switch to state …; another operation is in progress" (a protocol torn down by a
+        # server shutdown): the connection went away under us.
         return DatabaseUnavailable(_describe(exc))
     if isinstance(exc, sqlite3.IntegrityError):
         return ConstraintViolation(_describe(exc))

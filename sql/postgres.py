@@ -100,7 +100,10 @@ class PostgresDatabase:
         try:
             yield conn
         finally:
-            await self._pool.release(conn)
+            # When the reset on release fails (the server went away), asyncpg has already
+            # terminated the connection; what the block did (or raised) is what counts.
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def execute(self, query: str, /, **params: Any) -> int:
         async with self._acquire() as conn:
@@ -125,9 +128,10 @@ class PostgresDatabase:
             try:
                 yield PostgresConnection(conn)
             except BaseException:
-                if not conn.is_closed():
-                    # If the connection is gone, release() terminates it instead.
-                    with contextlib.suppress(Exception):
+                # A connection that is gone (or already handed back by asyncpg when it broke)
+                # cannot roll back; release() then terminates or skips it.
+                with contextlib.suppress(Exception):
+                    if not conn.is_closed():
                         await tx.rollback()
                 raise
             try:
