@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from clients import Clients, open_clients
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.workspaces import WorkspaceCache
@@ -24,6 +25,7 @@ class Runtime:
     db: Database
     metrics: Metrics
     workspaces: WorkspaceCache
+    clients: Clients | None = None
     clock: Callable[[], dt.datetime] = utc_now
 
 
@@ -39,11 +41,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     try:
         await db.apply_migrations(discover(db.dialect))
-        yield Runtime(
-            settings=settings,
-            db=db,
-            metrics=Metrics(),
-            workspaces=WorkspaceCache(db, settings.workspace_cache_ttl_s),
-        )
+        async with open_clients(settings, db) as clients:
+            yield Runtime(
+                settings=settings,
+                db=db,
+                metrics=Metrics(),
+                workspaces=WorkspaceCache(db, settings.workspace_cache_ttl_s),
+                clients=clients,
+            )
     finally:
         await db.close()
