@@ -140,30 +140,27 @@ class PostgresDatabase:
                 raise classify(exc) from exc
 
     async def apply_migrations(self, migrations: Sequence[Migration]) -> list[Migration]:
-        """Apply the migrations not yet recorded, each in its own transaction, under an advisory
-        lock so that replicas starting together apply each exactly once."""
+        """Apply the migrations not yet recorded, all in one transaction that first takes a
+        transaction-scoped advisory lock: replicas starting together apply each exactly once,
+        and the lock cannot outlive the transaction (safe behind pgbouncer's transaction
+        pooling, where a session-level lock could be left on a server connection)."""
         applied: list[Migration] = []
         async with self._acquire() as raw:
             conn = PostgresConnection(raw)
-            await conn.execute("migration_lock", key=MIGRATION_LOCK_KEY)
             try:
-                await conn.execute("create_schema_migrations")
-                done = {r["version"] for r in await conn.fetch_all("applied_migrations")}
-                for migration in migrations:
-                    if migration.version in done:
-                        continue
-                    try:
-                        async with raw.transaction():
+                async with raw.transaction():
+                    await conn.execute("migration_lock", key=MIGRATION_LOCK_KEY)
+                    await conn.execute("create_schema_migrations")
+                    done = {r["version"] for r in await conn.fetch_all("applied_migrations")}
+                    for migration in migrations:
+                        if migration.version not in done:
                             await raw.execute(migration.script)
                             await conn.execute(
                                 "record_migration", version=migration.version, name=migration.name
                             )
-                    except Exception as exc:
-                        raise classify(exc) from exc
-                    applied.append(migration)
-            finally:
-                if not raw.is_closed():
-                    await conn.execute("migration_unlock", key=MIGRATION_LOCK_KEY)
+                            applied.append(migration)
+            except Exception as exc:
+                raise classify(exc) from exc
         return applied
 
     async def close(self) -> None:

@@ -6,7 +6,4 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 );
 
 -- name: migration_lock
-SELECT pg_advisory_lock(:key);
-
--- name: migration_unlock
-SELECT pg_advisory_unlock(:key);
+SELECT pg_advisory_xact_lock(:key);
