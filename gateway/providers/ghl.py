@@ -200,7 +200,8 @@ def _lead(
     first_name: str | None = None,
     last_name: str | None = None,
 ) -> Lead:
-    """An SMS lead: by phone (E.164), else by the GoHighLevel contact id."""
+    """An SMS lead: by the GoHighLevel contact id (it outlives a changed or re-typed number),
+    else by phone (E.164); the other is attached where no other lead holds it."""
     if phone is None and contact_id is None:
         raise ParseError("no lead: a phone number or a contact id is needed")
     return Lead(
@@ -209,7 +210,7 @@ def _lead(
         email=email,
         first_name=first_name,
         last_name=last_name,
-        key="phone" if phone else "ghl_contact_id",
+        key="ghl_contact_id" if contact_id else "phone",
     )
 
 
