@@ -1,0 +1,67 @@
+"""Debian's pgbouncer in transaction-pooling mode, started by a test on a free port in front of
+the test PostgreSQL server (pgbouncer refuses to run as root, so as root it runs as postgres)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.pg_cluster import free_port
+
+
+class PgBouncer:
+    def __init__(self, server_host: str, server_port: int) -> None:
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="hg-pgbouncer-"))
+        (self.root / "userlist.txt").write_text('"postgres" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={server_host} port={server_port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {self.root}\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.root / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            "max_client_conn = 500\ndefault_pool_size = 10\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+            f"pidfile = {self.root / 'pgbouncer.pid'}\n"
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` rewritten to go through pgbouncer."""
+        database = database_url.rsplit("/", 1)[1]
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        command = [binary, str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            for child in self.root.iterdir():
+                shutil.chown(child, "postgres", "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"pgbouncer exited: {self._process.stderr}") from None
+                time.sleep(0.1)
+        raise RuntimeError("pgbouncer did not start within 10 s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)

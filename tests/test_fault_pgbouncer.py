@@ -1,0 +1,105 @@
+"""pgbouncer in transaction mode in front of PostgreSQL, with DATABASE_PGBOUNCER=1: migrations
+(also two at once), the ingest storm and the job run all work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx2
+import pytest
+
+from gateway.workspaces import WorkspaceOptions, create_workspace
+from sql import connect
+from tests.conftest import ROOT, count, fixture_bytes, fixture_json, start_server, stop_server
+from tests.pgbouncer import PgBouncer
+
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture
+def bouncer(pg_server_url: str) -> Iterator[PgBouncer]:
+    host_port = pg_server_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    bouncer = PgBouncer(host, int(port or 5432))
+    bouncer.start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture
+async def fresh_pg(pg_server_url: str) -> AsyncIterator[str]:
+    name = f"hg_bouncer_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{pg_server_url.rpartition('/')[0]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_everything_works_behind_pgbouncer_in_transaction_mode(
+    bouncer: PgBouncer, fresh_pg: str
+) -> None:
+    url = bouncer.url(fresh_pg)
+    env = {**os.environ, "DATABASE_URL": url, "DATABASE_PGBOUNCER": "1", "LOG_LEVEL": "WARNING"}
+    migrations = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "migrate",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for process in migrations:
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+
+    db = await connect(url, pgbouncer=True)
+    workspace = await create_workspace(db, "Acme", WorkspaceOptions())
+    await db.close()
+
+    server = start_server({"DATABASE_URL": url, "DATABASE_PGBOUNCER": "1"})
+    try:
+        hook = f"{server.base_url}/webhooks/emailbison/{workspace.id}"
+        params = {"token": workspace.tokens["emailbison"]}
+
+        def distinct(i: int) -> bytes:
+            payload = fixture_json("emailbison/lead_replied.json")
+            payload["data"]["reply"]["id"] = 9000 + i
+            return json.dumps(payload).encode()
+
+        same = fixture_bytes("emailbison/lead_replied.json")
+        async with httpx2.AsyncClient(
+            limits=httpx2.Limits(max_connections=100), timeout=30
+        ) as http:
+            identical = await asyncio.gather(
+                *(http.post(hook, params=params, content=same) for _ in range(100))
+            )
+            different = await asyncio.gather(
+                *(http.post(hook, params=params, content=distinct(i)) for i in range(100))
+            )
+        assert [a.status_code for a in identical + different] == [200] * 200
+        assert sum(a.json()["deduped"] for a in identical) == 99
+        assert await count(fresh_pg, "messages") == 101
+
+        for _ in range(300):  # the in-process scheduler runs every job; bounded at 30 s
+            if await count(fresh_pg, "background_jobs", "status = 'succeeded'") == 101:
+                break
+            await asyncio.sleep(0.1)
+        assert await count(fresh_pg, "background_jobs", "status = 'succeeded'") == 101
+    finally:
+        stop_server(server)
