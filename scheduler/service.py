@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.runtime import Runtime
+from scheduler.quarantine import add_quarantine_jobs
 from scheduler.runner import JobRunner
 
 log = logging.getLogger("hookgate.scheduler")
@@ -27,11 +28,27 @@ log = logging.getLogger("hookgate.scheduler")
 POLL_JOB_ID = "jobs.poll"
 
 
+class _SkippedTickFilter(logging.Filter):
+    """A tick that finds the previous one still running is skipped by design (max_instances=1,
+    coalesce): APScheduler logs each skip as a warning, which would flood the logs whenever a
+    claim takes longer than the poll interval."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+_apscheduler_log = logging.getLogger("hookgate.scheduler.apscheduler")
+_apscheduler_log.addFilter(_SkippedTickFilter())
+# The executor logs every run of every interval job at INFO ("Running job …", "… executed
+# successfully"): several lines a second from the poll alone.  Its warnings and errors stay.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+
+
 class SchedulerService:
     def __init__(self, runtime: Runtime, runner: JobRunner | None = None) -> None:
         self.runtime = runtime
         self.runner = runner or JobRunner(runtime)
-        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self.scheduler = AsyncIOScheduler(timezone=dt.UTC, logger=_apscheduler_log)
 
     async def start(self) -> None:
         settings = self.runtime.settings
@@ -45,6 +62,7 @@ class SchedulerService:
             coalesce=True,
             next_run_time=dt.datetime.now(dt.UTC),
         )
+        add_quarantine_jobs(self.scheduler, self.runtime)
         self.scheduler.start()
         log.info(
             "scheduler started",
