@@ -41,7 +41,10 @@ class Settings:
     insights_context_pack_lead_concurrency: int = 3
     context_pack_interval_s: int = 300
     context_pack_breaker_threshold: int = 5
+    context_pack_retry_base_ms: int = 500
+    context_pack_max_run_s: int = 3600
     unipile_health_interval_s: int = 900
+    alerts_send_interval_s: int = 30
     quarantine_max_per_hour: int = 1000
     quarantine_retention_days: int = 30
     openai_api_key: str = ""
@@ -86,6 +89,11 @@ class Settings:
             "JOB_MAX_ATTEMPTS": self.job_max_attempts,
             "INSIGHTS_CONTEXT_PACK_LEAD_CONCURRENCY": self.insights_context_pack_lead_concurrency,
             "UNIPILE_HEALTH_INTERVAL_S": self.unipile_health_interval_s,
+            "CONTEXT_PACK_INTERVAL_S": self.context_pack_interval_s,
+            "CONTEXT_PACK_BREAKER_THRESHOLD": self.context_pack_breaker_threshold,
+            "CONTEXT_PACK_RETRY_BASE_MS": self.context_pack_retry_base_ms,
+            "CONTEXT_PACK_MAX_RUN_S": self.context_pack_max_run_s,
+            "ALERTS_SEND_INTERVAL_S": self.alerts_send_interval_s,
         }
         for name, value in positive.items():
             if value <= 0:
