@@ -180,6 +180,21 @@ async def test_failure_log_carries_no_secrets(
     assert "sk-header-secret" not in rendered
 
 
+async def test_calls_through_one_policy_run_concurrently(
+    policy: HttpPolicy, fake_server: FakeServer
+) -> None:
+    fake_server.script("GET", "/lead/*", Reply(json={}, delay_s=0.3))
+    responses = await asyncio.gather(
+        *(
+            policy.request("GET", f"{fake_server.url}/lead/{n}", service="t", timeout_s=5)
+            for n in range(5)
+        )
+    )
+    assert [r.status for r in responses] == [200] * 5
+    assert fake_server.max_in_flight == 5
+    assert fake_server.in_flight == 0
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     now = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)
     assert retry_after_s("7") == 7.0
