@@ -96,7 +96,7 @@ async def test_everything_works_behind_pgbouncer_in_transaction_mode(
         assert sum(a.json()["deduped"] for a in identical) == 99
         assert await count(fresh_pg, "messages") == 101
 
-        for _ in range(300):  # the in-process scheduler runs every job; bounded at 30 s
+        for _ in range(600):  # the in-process scheduler runs every job; bounded at 60 s
             if await count(fresh_pg, "background_jobs", "status = 'succeeded'") == 101:
                 break
             await asyncio.sleep(0.1)
