@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 from typing import Any
@@ -98,13 +97,12 @@ async def test_every_fixture_is_stored_with_its_identity_lead_and_job(
         lead_email,
         workspace.id,
     )
-    jobs = await rows(url, "SELECT type, dedupe_key, status, message_id FROM background_jobs")
+    # The job's status is the scheduler's business (it may already have run); its identity is ours.
+    jobs = await rows(url, "SELECT type, dedupe_key, message_id FROM background_jobs")
     if job is None:
         assert jobs == []
     else:
-        assert jobs == [
-            {"type": job, "dedupe_key": f"{job}:1", "status": "pending", "message_id": 1}
-        ]
+        assert jobs == [{"type": job, "dedupe_key": f"{job}:1", "message_id": 1}]
 
 
 async def test_lead_fields_come_from_the_payload(
@@ -238,21 +236,7 @@ async def test_another_providers_token_or_workspace_does_not_authenticate(
     assert await count(settings.database_url, "messages") == 0
 
 
-def _missing(path: list[str]) -> bytes:
-    payload = fixture_json(REPLIED)
-    target = payload
-    for part in path[:-1]:
-        target = target[part]
-    del target[path[-1]]
-    return body(payload)
-
-
-def _mistyped() -> bytes:
-    payload = copy.deepcopy(fixture_json(REPLIED))
-    payload["data"]["reply"] = "not an object"
-    return body(payload)
-
-
+# A JSON object the parser cannot read is quarantined (202): tests/test_quarantine.py.
 @pytest.mark.parametrize(
     ("content", "error"),
     [
@@ -261,10 +245,6 @@ def _mistyped() -> bytes:
         (b"[1, 2]", "body must be a JSON object, got list"),
         (b'"text"', "body must be a JSON object, got str"),
         (b'{"event": "\xff\xfe"}', "body is not valid UTF-8"),
-        (_missing(["event"]), "event must be an object"),
-        (_missing(["event", "type"]), "event.type is missing"),
-        (_missing(["data", "reply", "id"]), "data.reply.id is missing"),
-        (_mistyped(), "data.reply must be an object"),
     ],
     ids=[
         "malformed",
@@ -272,10 +252,6 @@ def _mistyped() -> bytes:
         "array",
         "string",
         "utf8",
-        "no-event",
-        "no-type",
-        "no-id",
-        "mistyped",
     ],
 )
 async def test_bad_bodies_are_400_naming_what_is_wrong(
