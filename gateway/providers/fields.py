@@ -41,7 +41,7 @@ def _lookup(parent: dict[str, Any], key: str) -> Any:
 
 def opt_text(parent: Any, *keys: str) -> str | None:
     """The first of ``keys`` (dotted for nested: ``reply_message.message_id``) holding a
-    non-empty string or number, as stripped text."""
+    non-empty string or number, as stripped text without NUL characters."""
     if not isinstance(parent, dict):
         return None
     for key in keys:
@@ -50,8 +50,11 @@ def opt_text(parent: Any, *keys: str) -> str | None:
             continue
         if isinstance(value, (int, float)):
             return str(int(value)) if float(value).is_integer() else str(value)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+        if isinstance(value, str):
+            # NUL is valid JSON (\u0000) but no PostgreSQL text can hold it.
+            value = value.replace("\x00", "").strip()
+            if value:
+                return value
     return None
 
 
