@@ -22,6 +22,12 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.quarantined = Counter(
+            "hookgate_quarantined_total",
+            "Deliveries answered 202 because no parser could read them (kept for replay)",
+            ["provider"],
+            registry=self.registry,
+        )
 
         self.jobs_claimed = Counter(
             "hookgate_jobs_claimed_total",

@@ -94,10 +94,15 @@ class Settings:
             "CONTEXT_PACK_RETRY_BASE_MS": self.context_pack_retry_base_ms,
             "CONTEXT_PACK_MAX_RUN_S": self.context_pack_max_run_s,
             "ALERTS_SEND_INTERVAL_S": self.alerts_send_interval_s,
+            "QUARANTINE_RETENTION_DAYS": self.quarantine_retention_days,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, got {value}")
+        if self.quarantine_max_per_hour < 0:  # 0: quarantine off (unreadable payloads get 400)
+            raise SettingsError(
+                f"QUARANTINE_MAX_PER_HOUR must be 0 or more, got {self.quarantine_max_per_hour}"
+            )
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(
                 "DATABASE_URL must start with sqlite:/// or postgresql://, "

@@ -3,6 +3,8 @@
 Order matters and is the contract: the size limit, the token and the provider's own checks all
 come before any write; the body is parsed only once the sender is known to be the workspace's
 provider.  Then the provider's parser normalises the delivery and ``gateway.ingest`` stores it.
+A JSON object the parser cannot read is kept raw in the quarantine (``gateway.quarantine``) and
+answered 202, for replay once the parser is fixed.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.ingest import ParseError, ReplayedDelivery, ingest
+from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
 from gateway.providers import PROVIDERS, Delivery, Provider
+from gateway.quarantine import QuarantineFull, quarantine_delivery
 from gateway.runtime import Runtime
 from gateway.workspaces import is_workspace_id
 from sql import DatabaseUnavailable
@@ -64,6 +67,10 @@ async def receive(request: Request) -> Response:
         log.exception("webhook failed", extra={"provider": provider.name})
         status = 500 if provider.retry_status == 503 else provider.retry_status
         return json_response(status, {"success": False, "error": "internal error"})
+    if body.get("quarantined"):
+        runtime.metrics.webhooks.labels(provider.name, "quarantined").inc()
+        runtime.metrics.quarantined.labels(provider.name).inc()
+        return json_response(202, body)
     outcome = "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored"
     runtime.metrics.webhooks.labels(provider.name, outcome).inc()
     if outcome == "deduped":
@@ -95,16 +102,14 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
     if not provider.verify_payload(payload, delivery):
         raise Rejected(401, "unauthorized")
     try:
-        event = provider.parse(payload, delivery)
-        outcome = await ingest(
-            runtime.db,
-            workspace_id,
-            event,
-            now=delivery.received_at,
-            max_attempts=settings.job_max_attempts,
-        )
+        outcome = await ingest_delivery(runtime.db, provider, payload, delivery)
     except ParseError as exc:
-        raise Rejected(400, f"cannot read this {provider.name} payload: {exc}") from None
+        # Authenticated and well-formed, but unreadable: kept for replay, never lost.
+        try:
+            quarantined = await quarantine_delivery(runtime.db, delivery, str(exc))
+        except QuarantineFull as full:
+            raise Rejected(400, str(full)) from None
+        return quarantined.answer()
     except ReplayedDelivery as exc:
         raise Rejected(409, str(exc)) from None
     return outcome.answer()

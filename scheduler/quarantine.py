@@ -2,11 +2,13 @@
 request: send the Slack alerts that quarantined deliveries claimed, and purge old rows.
 
 A webhook that quarantines the day's first unreadable delivery of a workspace only *claims* the
-alert (a row in ``alerts``, in the quarantine transaction).  ``send_quarantine_alerts`` picks
-those rows up a few seconds later.  Each replica may run it: ``take_alert`` lets exactly one of
-them send each alert, so a workspace hears about its quarantine at most once a day.  A 429 from
-Slack (nothing was posted) hands the alert back for the next tick; any other failure is recorded
-on the row and not retried, since Slack may have posted it already.
+alert (a row in ``alerts``, kind ``quarantine``, in the quarantine transaction; later ones that
+day count as ``suppressed``).  ``send_quarantine_alerts`` picks those rows up within
+``ALERTS_INTERVAL_S``.  Every replica may run it: ``take_quarantine_alert`` lets one of them
+send each alert (a claim whose sender died is taken over after ``STALE_CLAIM``), so a workspace
+hears about its quarantine once a day.  A failed post gives the claim back with the error
+(``attempts``, ``last_error``, as ``scheduler.alerts`` does for integration alerts) and a later
+tick retries, up to ``MAX_ATTEMPTS`` within the day.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ PURGE_JOB_ID = "quarantine.purge"
 ALERTS_INTERVAL_S = 15
 PURGE_INTERVAL_S = 3600
 ALERT_BATCH = 100
+MAX_ATTEMPTS = 5
+# A claim older than this whose alert was never marked sent belongs to a sender that died.
+STALE_CLAIM = dt.timedelta(minutes=5)
 
 PROVIDER_NAMES = {
     "emailbison": "EmailBison",
@@ -55,33 +60,39 @@ def alert_text(workspace_id: str, counts: list[Row]) -> str:
 async def send_quarantine_alerts(db: Database, slack: SlackClient, now: dt.datetime) -> int:
     """Send the claimed quarantine alerts of the last day; return how many were posted."""
     if not slack.enabled:
-        return 0  # left claimed: sent if Slack is configured within the day
+        return 0  # left as they are: sent if Slack is configured within the day
     alerts = await db.fetch_all(
-        "pending_quarantine_alerts", since=now - dt.timedelta(days=1), limit=ALERT_BATCH
+        "pending_quarantine_alerts",
+        since=now - dt.timedelta(days=1),
+        stale_before=now - STALE_CLAIM,
+        max_attempts=MAX_ATTEMPTS,
+        limit=ALERT_BATCH,
     )
     posted = 0
     for alert in alerts:
-        if await db.execute("take_alert", id=alert["id"], now=now) != 1:
-            continue  # another replica took it
+        taken = await db.execute(
+            "take_quarantine_alert", id=alert["id"], now=now, stale_before=now - STALE_CLAIM
+        )
+        if taken != 1:
+            continue  # another replica has it
         day_start = dt.datetime.fromisoformat(alert["day"]).replace(tzinfo=dt.UTC)
         counts = await db.fetch_all(
             "quarantine_counts_since", workspace_id=alert["workspace_id"], since=day_start
         )
-        if not counts:
-            await db.execute(
-                "record_alert_message", id=alert["id"], message="not sent: nothing pending"
-            )
-            continue
         text = alert_text(alert["workspace_id"], counts)
-        result = await slack.post(alert["slack_channel"], text)
-        if result.ok:
-            await db.execute("record_alert_message", id=alert["id"], message=text)
+        result = await slack.post(alert["slack_channel"], text) if counts else None
+        if result is not None and result.ok:
+            await db.execute("mark_quarantine_alert_sent", id=alert["id"], message=text, now=now)
             posted += 1
-        elif result.error_class == "rate_limited":
-            await db.execute("give_back_alert", id=alert["id"], message=f"retrying: {result.error}")
-        else:
-            failure = f"not sent: {result.error_class}: {result.error}"
-            await db.execute("record_alert_message", id=alert["id"], message=failure)
+            continue
+        error = (
+            "its deliveries are gone" if result is None else f"{result.error_class}: {result.error}"
+        )
+        await db.execute("release_quarantine_alert", id=alert["id"], error=error)
+        log.warning(
+            "quarantine alert not sent; a later tick retries",
+            extra={"workspace_id": alert["workspace_id"], "error": error},
+        )
     return posted
 
 

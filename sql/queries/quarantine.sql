@@ -68,28 +68,33 @@ ORDER BY q.received_at DESC, q.id DESC
 LIMIT :limit;
 
 -- name: pending_quarantine_alerts
--- Claimed quarantine alerts not yet handed to Slack (recent ones only: a failure is retried on
--- later ticks for a day, not forever).
+-- Claimed quarantine alerts not sent yet, nobody sending them (or their sender died before
+-- :stale_before), recent (a day) and with attempts left: a failure is retried, not forever.
 SELECT a.id, a.workspace_id, a.day, w.slack_channel
 FROM alerts a JOIN workspaces w ON w.id = a.workspace_id
 WHERE a.kind = 'quarantine' AND a.sent_at IS NULL AND a.created_at >= :since
+  AND (a.claimed_at IS NULL OR a.claimed_at < :stale_before) AND a.attempts < :max_attempts
   AND w.slack_channel IS NOT NULL AND w.slack_channel <> ''
 ORDER BY a.id
 LIMIT :limit;
 
--- name: take_alert
+-- name: take_quarantine_alert
 -- One sender (of however many replicas) takes each alert: the UPDATE that changes the row wins.
-UPDATE alerts SET sent_at = :now WHERE id = :id AND sent_at IS NULL;
+UPDATE alerts SET claimed_at = :now
+WHERE id = :id AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at < :stale_before);
 
--- name: give_back_alert
--- A transient Slack failure: the next tick tries again.
-UPDATE alerts SET sent_at = NULL, message = :message WHERE id = :id;
+-- name: mark_quarantine_alert_sent
+UPDATE alerts SET sent_at = :now, message = :message, attempts = attempts + 1, last_error = NULL
+WHERE id = :id;
 
--- name: record_alert_message
-UPDATE alerts SET message = :message WHERE id = :id;
+-- name: release_quarantine_alert
+-- A failed send gives the claim back with why; a later tick retries.
+UPDATE alerts SET claimed_at = NULL, attempts = attempts + 1, last_error = :error
+WHERE id = :id AND sent_at IS NULL;
 
 -- name: quarantine_counts_since
+-- What the alert tells: the deliveries quarantined since the start of its day, by provider.
 SELECT provider, count(*) AS n FROM webhook_quarantine
-WHERE workspace_id = :workspace_id AND status = 'pending' AND received_at >= :since
+WHERE workspace_id = :workspace_id AND received_at >= :since
 GROUP BY provider
 ORDER BY provider;
