@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import admin
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.webhooks import json_response, receive
@@ -50,5 +51,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/{provider}/{workspace_id}", receive, methods=["POST"]),
+        *admin.ROUTES,
     ]
     return Starlette(routes=routes, lifespan=lifespan)
