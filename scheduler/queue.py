@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from sql import Database, Row
+from sql import Connection, Database, Row
 
 STATUSES = ("pending", "running", "succeeded", "dead")
 
@@ -48,7 +48,7 @@ class Job:
 
 
 async def enqueue(
-    db: Database,
+    db: Connection,
     job_type: str,
     dedupe_key: str,
     *,
@@ -58,8 +58,9 @@ async def enqueue(
     workspace_id: str | None = None,
     message_id: int | None = None,
 ) -> int | None:
-    """Enqueue a job, or re-enqueue a dead one with the same key.  Returns the job id, or None
-    when a pending, running or succeeded job already has that key (it is left alone)."""
+    """Enqueue a job (on a database or inside a transaction), or re-enqueue a dead one with the
+    same key.  Returns the job id, or None when a pending, running or succeeded job already has
+    that key (it is left alone)."""
     row = await db.fetch_one(
         "enqueue_job",
         type=job_type,
@@ -81,13 +82,18 @@ class JobQueue:
         self.worker = worker
 
     async def claim(self, n: int, *, now: dt.datetime, lease_until: dt.datetime) -> list[Job]:
-        """Take up to ``n`` due jobs (pending and due, or running with an expired lease)."""
+        """Take up to ``n`` due pending jobs, oldest first."""
         if n <= 0:
             return []
         rows = await self.db.fetch_all(
             "claim_jobs", worker=self.worker, now=now, lease_until=lease_until, n=n
         )
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def reclaim_expired(self, *, now: dt.datetime) -> int:
+        """Runs whose lease expired (their worker died) go back to pending, or dead when that
+        was their last attempt.  Returns how many."""
+        return await self.db.execute("reclaim_expired_jobs", now=now)
 
     async def succeed(self, job: Job, *, now: dt.datetime) -> bool:
         return await self.db.execute("succeed_job", id=job.id, worker=self.worker, now=now) == 1

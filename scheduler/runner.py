@@ -1,10 +1,12 @@
 """The job runner: claim → run → finish, never more than ``JOB_CONCURRENCY`` runs at once.
 
 ``tick()`` claims at most as many due jobs as the semaphore has free slots and starts one task
-per job.  When a run ends and its claim had filled every free slot (so more jobs may be due),
-the runner claims again at once instead of waiting for the next poll.  A lease task renews the
-leases of every run in flight every ``JOB_LEASE_S / 3`` seconds; a run whose lease another
-worker took over (this one stalled past it) is cancelled and never writes its result.
+per job; the poll's tick first turns runs whose lease expired (their worker died) back into
+pending jobs, or dead ones if that was their last attempt.  When a run ends and its claim had
+filled every free slot (so more jobs may be due), the runner claims again at once instead of
+waiting for the next poll.  A lease task renews the leases of every run in flight every
+``JOB_LEASE_S / 3`` seconds; a run whose lease was taken from it (this worker stalled past it)
+is cancelled and never writes its result.
 
 A run succeeds when its handler returns.  It fails when the handler raises, when its time
 budget passes (the handler is cancelled), or when no handler is registered for its type; a
@@ -95,16 +97,19 @@ class JobRunner:
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._renew_leases(), name="jobs.leases")
 
-    async def tick(self) -> int:
-        """Claim and start as many due jobs as there are free slots; return how many."""
+    async def tick(self, *, reclaim: bool = False) -> int:
+        """Claim and start as many due jobs as there are free slots; return how many.  With
+        ``reclaim``, first turn runs whose lease expired back into pending (or dead) jobs."""
         async with self._tick_lock:
             if self._stopping:
                 return 0
+            now = self.runtime.clock()
+            if reclaim and (reclaimed := await self.queue.reclaim_expired(now=now)):
+                log.warning("reclaimed jobs whose lease expired", extra={"n": reclaimed})
             free = self.concurrency - len(self._in_flight)
             if free <= 0:
                 self._more_due = True
                 return 0
-            now = self.runtime.clock()
             jobs = await self.queue.claim(free, now=now, lease_until=now + self.lease)
             self._more_due = len(jobs) == free
             for job in jobs:
@@ -118,7 +123,7 @@ class JobRunner:
     async def poll(self) -> None:
         """The scheduler's interval job: a tick that logs a database outage instead of raising."""
         try:
-            await self.tick()
+            await self.tick(reclaim=True)
             await self.runtime.metrics.refresh_queue_depth(self.runtime.db)
         except DatabaseError as exc:
             log.warning("job poll failed", extra={"worker": self.worker, "error": str(exc)})
@@ -128,7 +133,7 @@ class JobRunner:
         Jobs waiting out a backoff are not due.  Raises TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s):
             while True:
-                started = await self.tick()
+                started = await self.tick(reclaim=True)
                 if self._in_flight:
                     await asyncio.wait(
                         set(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED
@@ -180,9 +185,7 @@ class JobRunner:
         started = time.monotonic()
         error: str | None = None
         async with self._slots:
-            if job.attempts > job.max_attempts:
-                error = "its worker stopped during the last attempt (lease expired)"
-            elif spec is None:
+            if spec is None:
                 error = f"no handler is registered for job type {job.type}"
             else:
                 ctx = JobContext(self.runtime, self.worker, started + timeout_s)

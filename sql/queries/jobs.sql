@@ -3,6 +3,18 @@
 -- locked_by = :worker, so a worker that lost its lease cannot overwrite the new owner's result.
 -- Times are always passed in (:now): job timing never uses the database server's clock.
 
+-- name: reclaim_expired_jobs
+-- A running job whose lease expired lost its worker (killed, or stalled past the lease): it goes
+-- back to pending, due now, or dead if that was its last attempt.  Replicas may run this at the
+-- same time: row locks serialise them and the second finds the rows no longer running.
+UPDATE background_jobs SET
+    status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
+    last_error = 'lease expired: worker ' || locked_by || ' stopped during attempt '
+                 || CAST(attempts AS TEXT),
+    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
+    run_at = :now, locked_by = NULL, locked_until = NULL, updated_at = :now
+WHERE status = 'running' AND locked_until < :now;
+
 -- name: succeed_job
 UPDATE background_jobs SET
     status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,

@@ -2,15 +2,15 @@
 -- (or double-claiming) each other's rows.
 
 -- name: claim_jobs
--- Due pending jobs and running jobs whose lease expired (their worker died), oldest first.
+-- Due pending jobs, oldest first, walking the partial index on pending jobs' run_at (expired
+-- leases are turned back into pending jobs by reclaim_expired_jobs).
 UPDATE background_jobs SET
     status = 'running', locked_by = :worker, locked_until = :lease_until,
     attempts = attempts + 1, started_at = :now, updated_at = :now
 WHERE id IN (
     SELECT id FROM background_jobs
-    WHERE (status = 'pending' AND run_at <= :now)
-       OR (status = 'running' AND locked_until < :now)
-    ORDER BY run_at, id
+    WHERE status = 'pending' AND run_at <= :now
+    ORDER BY run_at
     LIMIT :n
     FOR UPDATE SKIP LOCKED
 )
