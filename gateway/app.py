@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin
+from gateway import admin, api, status
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.webhooks import json_response, receive
+from scheduler.crons import CronService
 from scheduler.service import running_scheduler
 from sql import DatabaseError
 
@@ -42,8 +43,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            # The crons exist even with the scheduler off: POST /cron/{name} runs them.
+            app.state.crons = CronService(runtime)
             # The scheduler stops (runs drained or released) before the database closes.
-            async with running_scheduler(runtime):
+            async with running_scheduler(runtime, app.state.crons):
                 yield
 
     routes = [
@@ -52,5 +55,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/{provider}/{workspace_id}", receive, methods=["POST"]),
         *admin.ROUTES,
+        *api.ROUTES,
+        *status.ROUTES,
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.runtime import Runtime
+from scheduler.crons import CronService
 from scheduler.quarantine import add_quarantine_jobs
 from scheduler.runner import JobRunner
 
@@ -45,9 +46,12 @@ logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 
 class SchedulerService:
-    def __init__(self, runtime: Runtime, runner: JobRunner | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, runner: JobRunner | None = None, crons: CronService | None = None
+    ) -> None:
         self.runtime = runtime
         self.runner = runner or JobRunner(runtime)
+        self.crons = crons
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC, logger=_apscheduler_log)
 
     async def start(self) -> None:
@@ -63,6 +67,10 @@ class SchedulerService:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         add_quarantine_jobs(self.scheduler, self.runtime)
+        for job in self.crons.scheduled_jobs() if self.crons is not None else ():
+            self.scheduler.add_job(
+                job.func, "interval", seconds=job.seconds, id=job.id, max_instances=1, coalesce=True
+            )
         self.scheduler.start()
         log.info(
             "scheduler started",
@@ -78,20 +86,25 @@ class SchedulerService:
         grace_s = self.runtime.settings.shutdown_grace_s
         self.scheduler.pause()
         try:
-            await self.runner.stop(grace_s)
+            if self.crons is not None:
+                await asyncio.gather(self.runner.stop(grace_s), self.crons.stop(grace_s))
+            else:
+                await self.runner.stop(grace_s)
         finally:
             self.scheduler.shutdown(wait=False)
         log.info("scheduler stopped", extra={"worker": self.runner.worker})
 
 
 @asynccontextmanager
-async def running_scheduler(runtime: Runtime) -> AsyncIterator[SchedulerService | None]:
-    """Run the scheduler for the block (unless ``HOOKGATE_SCHEDULER=0``), stopping it
-    gracefully at the end, before the caller closes the database."""
+async def running_scheduler(
+    runtime: Runtime, crons: CronService | None = None
+) -> AsyncIterator[SchedulerService | None]:
+    """Run the scheduler for the block (unless ``HOOKGATE_SCHEDULER=0``), with ``crons`` on
+    their schedules, stopping it gracefully at the end, before the caller closes the database."""
     if not runtime.settings.scheduler_enabled:
         yield None
         return
-    service = SchedulerService(runtime)
+    service = SchedulerService(runtime, crons=crons)
     await service.start()
     try:
         yield service
@@ -106,7 +119,7 @@ async def run_worker(runtime: Runtime) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        service = SchedulerService(runtime)
+        service = SchedulerService(runtime, crons=CronService(runtime))
         await service.start()
         try:
             await stop.wait()

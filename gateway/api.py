@@ -1,0 +1,148 @@
+"""Admin routes for integrations and context packs, and ``POST /cron/{name}``.
+
+- ``GET /api/workspaces/{id}/integrations`` (admin token): each integration's state, and the
+  banners a UI shows for those that are not ok.
+- ``POST /api/workspaces/{id}/context-packs`` (admin token): ask for a context pack; 201 with
+  the new pack, or 200 with the workspace's open one (at most one is open at a time).
+- ``POST /cron/{name}`` (``Authorization: Bearer $CRON_SECRET``, compared in constant time
+  before anything touches the database): run a cron now and answer with its outcome; 409 when
+  it is running already (here or on another replica); 401 for a wrong or missing secret, and
+  always while ``CRON_SECRET`` is unset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.admin import require_admin
+from gateway.runtime import Runtime
+from gateway.webhooks import RETRY_AFTER_S, json_response
+from scheduler.alerts import INTEGRATION_LABELS
+from scheduler.crons import CronBusy, CronService
+from sql import ConstraintViolation, Database, DatabaseUnavailable, Row
+
+OPEN_PACK_ATTEMPTS = 3
+
+
+def banner(row: Row) -> dict[str, Any] | None:
+    """What a UI shows for an integration that is not ok (None when it is)."""
+    if row["status"] == "ok":
+        return None
+    label = INTEGRATION_LABELS.get(row["integration"], row["integration"])
+    since = row["since"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    reason = f" ({row['reason']})" if row["reason"] else ""
+    return {
+        "integration": row["integration"],
+        "level": "error",
+        "title": f"{label} {row['status']}",
+        "text": f"The {label} is {row['status']}{reason} since {since}. Reconnect it in Unipile.",
+        "since": row["since"],
+    }
+
+
+async def create_context_pack(
+    db: Database, workspace_id: str, now: dt.datetime
+) -> tuple[Row, bool] | None:
+    """The workspace's new pack (True) or its open one (False); None for an unknown workspace.
+    Race-safe: the insert does nothing when a pack is open, and a pack that closes between that
+    and the lookup is retried (a bounded number of times)."""
+    for _ in range(OPEN_PACK_ATTEMPTS):
+        try:
+            created = await db.fetch_one("create_context_pack", workspace_id=workspace_id, now=now)
+        except ConstraintViolation:
+            return None  # no such workspace (foreign key)
+        if created is not None:
+            return created, True
+        existing = await db.fetch_one("open_context_pack", workspace_id=workspace_id)
+        if existing is not None:
+            return existing, False
+    raise RuntimeError(f"workspace {workspace_id}: its open pack kept closing; try again")
+
+
+async def workspace_integrations(request: Request) -> Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    runtime: Runtime = request.app.state.runtime
+    workspace_id = request.path_params["id"]
+    if await runtime.db.fetch_one("get_workspace", id=workspace_id) is None:
+        return json_response(404, {"success": False, "error": f"no workspace {workspace_id}"})
+    rows = await runtime.db.fetch_all("workspace_integrations", workspace_id=workspace_id)
+    integrations = [
+        {
+            key: row[key]
+            for key in ("integration", "status", "reason", "since", "last_error", "checked_at")
+        }
+        for row in rows
+    ]
+    banners = [b for b in (banner(row) for row in rows) if b is not None]
+    return json_response(
+        200,
+        {
+            "success": True,
+            "workspace_id": workspace_id,
+            "integrations": integrations,
+            "banners": banners,
+        },
+    )
+
+
+async def request_context_pack(request: Request) -> Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    runtime: Runtime = request.app.state.runtime
+    workspace_id = request.path_params["id"]
+    found = await create_context_pack(runtime.db, workspace_id, runtime.clock())
+    if found is None:
+        return json_response(404, {"success": False, "error": f"no workspace {workspace_id}"})
+    pack, created = found
+    return json_response(
+        201 if created else 200, {"success": True, "created": created, "pack": pack}
+    )
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def cron_secret_ok(request: Request, expected: str) -> bool:
+    """Bearer ``CRON_SECRET``, compared in constant time (digests of equal length leak neither
+    the secret nor its length).  Never true while the secret is unset."""
+    authorization = request.headers.get("authorization", "")
+    presented = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+    return bool(expected) and hmac.compare_digest(_digest(presented), _digest(expected))
+
+
+async def run_cron(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    if not cron_secret_ok(request, runtime.settings.cron_secret):
+        return json_response(401, {"success": False, "error": "unauthorized"})
+    crons: CronService = request.app.state.crons
+    name = request.path_params["name"]
+    if name not in crons.specs:
+        known = ", ".join(sorted(crons.specs))
+        return json_response(404, {"success": False, "error": f"no cron {name!r} ({known})"})
+    try:
+        run = await crons.run_now(name)
+    except CronBusy:
+        return json_response(409, {"success": False, "error": f"cron {name} is running already"})
+    except DatabaseUnavailable as exc:
+        return json_response(
+            503,
+            {"success": False, "error": f"database unavailable: {exc}", "retryable": True},
+            {"Retry-After": RETRY_AFTER_S},
+        )
+    return json_response(200, {"success": run.outcome in ("ok", "skipped"), **run.as_dict()})
+
+
+ROUTES = [
+    Route("/api/workspaces/{id}/integrations", workspace_integrations, methods=["GET"]),
+    Route("/api/workspaces/{id}/context-packs", request_context_pack, methods=["POST"]),
+    Route("/cron/{name}", run_cron, methods=["POST"]),
+]
