@@ -132,3 +132,19 @@ async def test_nul_characters_are_dropped_rather_than_failing_postgres(
     answer = await client.http.post(client.url(provider, workspace), content=poisoned.encode())
     assert answer.status_code == 200, answer.text
     assert (await snapshot(settings))["messages"] == 1
+
+
+@pytest.mark.parametrize("provider", list(FIXTURES))
+async def test_a_body_one_byte_under_the_limit_is_stored(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings, provider: str
+) -> None:
+    payload = fixture_json(FIXTURES[provider][0])
+    payload["padding"] = ""  # providers merge unknown keys in; parsers must not mind
+    size = len(json.dumps(payload).encode())
+    payload["padding"] = "x" * (settings.webhook_max_body_bytes - 1 - size)
+    body = json.dumps(payload).encode()
+    assert len(body) == settings.webhook_max_body_bytes - 1
+    answer = await client.http.post(client.url(provider, workspace), content=body)
+    assert answer.status_code == 200, answer.text
+    state = await snapshot(settings)
+    assert state["messages"] + state["integration_health"] == 1
