@@ -29,7 +29,7 @@ class Settings:
     cron_secret: str = ""
     webhook_max_body_bytes: int = 1024 * 1024
     workspace_cache_ttl_s: float = 5.0
-    ghl_max_skew_s: int = 300
+    ghl_max_skew_s: int = 4500
     job_concurrency: int = 10
     job_poll_interval_ms: int = 500
     job_lease_s: int = 30

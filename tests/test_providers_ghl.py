@@ -333,7 +333,7 @@ async def test_signatures_are_verified_when_a_public_key_is_configured(
     wrong = base64.b64encode(Ed25519PrivateKey.generate().sign(body)).decode()
     tampered = body.replace(b"interested", b"INTERESTED")
     stale_body, stale_signature = signed(
-        private, {**fresh, "timestamp": (now - dt.timedelta(seconds=400)).isoformat()}
+        private, {**fresh, "timestamp": (now - dt.timedelta(seconds=2 * 4500)).isoformat()}
     )
     refused = [
         await post(client, workspace, body),  # no signature
