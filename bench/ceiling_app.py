@@ -10,7 +10,8 @@ hookgate does on top of this is what the benchmark prices.
 Served like hookgate (``bench/_common.py``): uvicorn, one worker, loop/http on ``auto``, no
 access log.  Environment: ``BENCH_DATABASE_URL`` (a database migrated by hookgate),
 ``BENCH_WORKSPACE_ID`` (a workspace in it), ``BENCH_POOL_SIZE`` (default 10, hookgate's
-``DATABASE_POOL_SIZE`` default).
+``DATABASE_POOL_SIZE`` default), ``BENCH_POOL_RESET`` (default 1; 0 replaces asyncpg's reset
+query on release, one round trip per request, with a no-op: the ``ceiling-pg-noreset`` target).
 """
 
 from __future__ import annotations
@@ -79,12 +80,17 @@ async def receive(request: Request) -> Response:
     return JSONResponse({"success": True, "message_id": message_id})
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``."""
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(
         os.environ["BENCH_DATABASE_URL"],
         min_size=1,
         max_size=int(os.environ.get("BENCH_POOL_SIZE", "10")),
+        reset=_no_reset if os.environ.get("BENCH_POOL_RESET", "1") == "0" else None,
     )
     workspace_id = os.environ["BENCH_WORKSPACE_ID"]
     _state["pool"] = pool

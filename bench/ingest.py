@@ -34,8 +34,13 @@ TEMPLATE = str(c.BENCH / "lead_replied.template.json")
 # claims and runs the post-process jobs the deliveries enqueue, on the same event loop).
 # hookgate-pg-nosched: the same with HOOKGATE_SCHEDULER=0, an ingest-only replica (jobs left
 # to ``hookgate worker``), which does what the ceiling does and is the like-for-like comparison.
+# ceiling-pg-noreset (opt-in): the ceiling without asyncpg's reset query on pool release.
 TARGETS = ("ceiling-pg", "hookgate-pg", "hookgate-pg-nosched", "hookgate-sqlite")
-TARGET_ENV = {"hookgate-pg-nosched": {"HOOKGATE_SCHEDULER": "0"}}
+EXTRA_TARGETS = ("ceiling-pg-noreset",)
+TARGET_ENV = {
+    "hookgate-pg-nosched": {"HOOKGATE_SCHEDULER": "0"},
+    "ceiling-pg-noreset": {"BENCH_POOL_RESET": "0"},
+}
 
 
 @dataclasses.dataclass(slots=True)
@@ -115,7 +120,11 @@ def measure(
             server = c.start_uvicorn_app(
                 "ceiling",
                 "bench.ceiling_app:app",
-                {"BENCH_DATABASE_URL": url, "BENCH_WORKSPACE_ID": workspace.id},
+                {
+                    "BENCH_DATABASE_URL": url,
+                    "BENCH_WORKSPACE_ID": workspace.id,
+                    **TARGET_ENV.get(target, {}),
+                },
             )
         else:
             server = c.start_hookgate(url, TARGET_ENV.get(target))
@@ -257,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (2 cores here)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per target and mix")
     parser.add_argument(
-        "--targets", default=",".join(TARGETS), help=f"comma-separated subset of {TARGETS}"
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated, from {TARGETS + EXTRA_TARGETS}",
     )
     parser.add_argument(
         "--mixes", default="unique,dup50", help="comma-separated subset of unique,dup50"
@@ -277,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     mixes = {"unique": 0.0, "dup50": 0.5}
     targets = [t for t in args.targets.split(",") if t]
     for target in targets:
-        if target not in TARGETS:
+        if target not in TARGETS + EXTRA_TARGETS:
             parser.error(f"unknown target {target!r}")
     if not args.no_header:
         c.print_header("Ingest benchmark")
