@@ -21,7 +21,7 @@ class SettingsError(ValueError):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite:///./hookgate.db"
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     database_pgbouncer: bool = False
     database_timeout_s: float = 5.0
     public_url: str = "http://127.0.0.1:8000"

@@ -32,6 +32,14 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release.  asyncpg always rolls back an open transaction first; its
+    default reset then runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — a
+    round trip on every release that undoes state hookgate never creates (it takes only
+    transaction-scoped advisory locks, sets no session variables, opens no cursors outside a
+    transaction and never listens).  So there is nothing left to reset."""
+
+
 class PostgresConnection:
     """The three verbs on one pooled connection (inside a transaction)."""
 
@@ -84,6 +92,7 @@ class PostgresDatabase:
                 command_timeout=max(timeout_s, 30.0),
                 statement_cache_size=100 if statement_cache else 0,
                 max_inactive_connection_lifetime=60.0,
+                reset=_keep_session,
             )
         except Exception as exc:
             raise classify(exc) from exc
