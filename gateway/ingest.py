@@ -220,14 +220,17 @@ async def _attach_identities(
 async def store_message(
     db: Database, workspace_id: str, msg: Message, *, now: dt.datetime, max_attempts: int
 ) -> Outcome:
+    """One transaction.  The message goes in first: the copies of a storm then wait only for the
+    first copy's commit (on the message's unique key) and, finding it stored, touch neither the
+    lead row nor the job row — nothing for them to queue behind one by one."""
     keys = dict.fromkeys(IDENTITY_COLUMNS)
     keys[msg.key_column] = msg.key_value
+    job_type = POST_PROCESS_JOB[msg.channel] if msg.direction == "inbound" else None
     async with db.transaction() as conn:
-        lead_id = await upsert_lead(conn, workspace_id, msg.lead, now)
         row = await conn.fetch_one(
             "insert_message",
             workspace_id=workspace_id,
-            lead_id=lead_id,
+            lead_id=None,
             channel=msg.channel,
             direction=msg.direction,
             provider=msg.provider,
@@ -241,7 +244,22 @@ async def store_message(
             **keys,
         )
         deduped = row is None
-        if row is None:
+        if row is not None:
+            message_id = int(row["id"])
+            lead_id = await upsert_lead(conn, workspace_id, msg.lead, now)
+            await conn.execute("set_message_lead", id=message_id, lead_id=lead_id)
+            if job_type is not None:
+                await conn.execute(
+                    "enqueue_job",
+                    type=job_type,
+                    dedupe_key=f"{job_type}:{message_id}",
+                    workspace_id=workspace_id,
+                    message_id=message_id,
+                    payload=orjson.dumps({"event": msg.event}).decode(),
+                    max_attempts=max_attempts,
+                    now=now,
+                )
+        else:
             row = await conn.fetch_one("find_message_by_key", workspace_id=workspace_id, **keys)
             if row is None and msg.delivery_id is not None:
                 raise ReplayedDelivery(
@@ -251,21 +269,16 @@ async def store_message(
                 # The insert conflicted, yet no row has this key: it must have hit another
                 # unique column.  Impossible with one key per message; say so loudly.
                 raise RuntimeError(f"message insert conflicted without a row for {msg.key_column}")
+            message_id = int(row["id"])
+            lead_id = row["lead_id"]
             if msg.interested:
-                await conn.execute("mark_message_interested", id=row["id"])
-        message_id = int(row["id"])
-        if msg.direction == "inbound":
-            job_type = POST_PROCESS_JOB[msg.channel]
-            await conn.execute(
-                "enqueue_job",
-                type=job_type,
-                dedupe_key=f"{job_type}:{message_id}",
-                workspace_id=workspace_id,
-                message_id=message_id,
-                payload=orjson.dumps({"event": msg.event}).decode(),
-                max_attempts=max_attempts,
-                now=now,
-            )
+                await conn.execute("mark_message_interested", id=message_id)
+                if lead_id is not None:
+                    await conn.execute("mark_lead_interested", id=lead_id, now=now)
+            if job_type is not None:
+                await conn.execute(
+                    "requeue_dead_job", dedupe_key=f"{job_type}:{message_id}", now=now
+                )
     if deduped:
         log.info(
             "dedupe hit",

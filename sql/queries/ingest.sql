@@ -109,6 +109,18 @@ WHERE workspace_id = :workspace_id
        OR unipile_message_id = :unipile_message_id
        OR webhook_dedupe_key = :webhook_dedupe_key);
 
+-- name: set_message_lead
+UPDATE messages SET lead_id = :lead_id WHERE id = :id;
+
+-- name: requeue_dead_job
+-- A dedupe hit's reset semantics: a dead job goes back to pending with fresh attempts; pending,
+-- running and succeeded jobs are left alone — and, unlike an upsert, not even locked, so the
+-- copies of a storm do not queue behind each other on the job row.
+UPDATE background_jobs SET
+    status = 'pending', attempts = 0, run_at = :now, last_error = NULL,
+    locked_by = NULL, locked_until = NULL, updated_at = :now
+WHERE dedupe_key = :dedupe_key AND status = 'dead';
+
 -- name: mark_message_interested
 UPDATE messages SET interested = true WHERE id = :id AND NOT interested;
 
@@ -116,9 +128,10 @@ UPDATE messages SET interested = true WHERE id = :id AND NOT interested;
 UPDATE leads SET interested = true, updated_at = :now WHERE id = :id AND NOT interested;
 
 -- name: enqueue_job
--- A new job starts pending.  On a dedupe hit the same statement gives reset semantics: a dead
--- job goes back to pending with fresh attempts; pending, running and succeeded jobs are left
--- alone (the WHERE makes the DO UPDATE a no-op for them, and RETURNING then gives no row).
+-- A new job starts pending.  Enqueued again (the scheduler's own enqueue), the same statement
+-- gives reset semantics: a dead job goes back to pending with fresh attempts; pending, running
+-- and succeeded jobs are left alone (the WHERE makes the DO UPDATE a no-op for them, and
+-- RETURNING then gives no row).
 INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
                              attempts, max_attempts, created_at, updated_at)
 VALUES (:type, :dedupe_key, :workspace_id, :message_id, :payload, 'pending', :now, 0,
