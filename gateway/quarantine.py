@@ -13,7 +13,7 @@ provider's parser rejects (``ParseError``), is stored raw in ``webhook_quarantin
    lock makes the count exact: a storm of distinct bodies never stores more than the limit in
    any rolling hour (as measured by the receiving processes' clocks);
 4. the day's Slack alert is *claimed* in ``alerts`` (unique per workspace, kind, day; repeats
-   count as suppressed).  Sending it is left to ``send_quarantine_alerts``, which the scheduler
+   count as suppressed).  Sending it is left to ``scheduler.alerts``, which the scheduler
    runs: the request path never calls another service.
 
 Replay runs the current parser over the stored body through the live path's own

@@ -1,5 +1,6 @@
-"""The alert sender: tells a workspace's Slack channel what ``integration_health`` says and the
-channel has not heard yet, at most once per (workspace, kind, UTC day).
+"""The alert sender: tells a workspace's Slack channel, at most once per (workspace, kind, UTC
+day), what ``integration_health`` says and the channel has not heard yet, and that deliveries
+were quarantined.  Nothing here ever runs on a request: the scheduler calls ``send_due_alerts``.
 
 Whoever learns the news only writes the state (``gateway.integrations.record_integration_status``:
 the Unipile ``AccountStatus`` webhook, which must make no outbound call, and the health cron).
@@ -14,6 +15,13 @@ sender whose statement took the row posts, on whichever replica.  A post that fa
 claim back (``claimed_at = NULL``), so a later pass retries; a claim whose sender died is taken
 over after ``STALE_CLAIM``.  A sent alert records ``sent_at`` and the status the channel now
 knows, in one transaction.
+
+Quarantine alerts are claimed earlier, by the webhook that quarantines the day's first unreadable
+delivery of a workspace (a row of kind ``quarantine`` written in the quarantine transaction;
+later ones that day count as ``suppressed``).  This sender takes each such row
+(``take_quarantine_alert``: one replica wins), counts the day's deliveries per provider, posts,
+and marks it sent, or gives it back with the error for a later pass (up to
+``MAX_QUARANTINE_ATTEMPTS`` within the day).
 """
 
 from __future__ import annotations
@@ -22,17 +30,26 @@ import dataclasses
 import datetime as dt
 import logging
 
+from clients.slack import SlackClient
 from gateway.integrations import OK, alert_day, alert_kind
 from gateway.runtime import Runtime
-from sql import DatabaseError, Row
+from sql import Database, DatabaseError, Row
 
 log = logging.getLogger("hookgate.alerts")
 
 # A claim older than this whose alert was never marked sent belongs to a sender that died.
 STALE_CLAIM = dt.timedelta(minutes=5)
 MAX_ALERTS_PER_PASS = 200
+MAX_QUARANTINE_ATTEMPTS = 5
 
 INTEGRATION_LABELS = {"unipile": "LinkedIn account (Unipile)"}
+PROVIDER_NAMES = {
+    "emailbison": "EmailBison",
+    "ghl": "GoHighLevel",
+    "unipile": "Unipile",
+    "smartlead": "SmartLead",
+    "instantly": "Instantly",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +69,20 @@ def alert_text(row: Row) -> str:
         f":warning: {workspace}: the {label} is disconnected{reason} since {since}. "
         "Reconnect it in Unipile: until then hookgate cannot read or send its messages. "
         "(This alert is sent at most once a day.)"
+    )
+
+
+def quarantine_alert_text(workspace_id: str, counts: list[Row]) -> str:
+    """``3 deliveries from SmartLead could not be read; `hookgate deliveries list …```."""
+    parts = []
+    for row in counts:
+        n = int(row["n"])
+        name = PROVIDER_NAMES.get(row["provider"], row["provider"])
+        parts.append(f"{n} {'delivery' if n == 1 else 'deliveries'} from {name}")
+    return (
+        f"{' and '.join(parts)} could not be read and were kept in quarantine; "
+        f"`hookgate deliveries list --workspace {workspace_id} --status pending`, "
+        "then `hookgate deliveries replay` once the parser is fixed"
     )
 
 
@@ -116,4 +147,44 @@ async def send_due_alerts(runtime: Runtime) -> AlertsSent:
             "alert sent",
             extra={"workspace_id": row["workspace_id"], "kind": kind, "day": day},
         )
+    sent += await send_quarantine_alerts(runtime.db, clients.slack, now)
     return AlertsSent(sent, failed)
+
+
+async def send_quarantine_alerts(db: Database, slack: SlackClient, now: dt.datetime) -> int:
+    """Send the claimed quarantine alerts of the last day; return how many were posted."""
+    if not slack.enabled:
+        return 0  # left as they are: sent if Slack is configured within the day
+    alerts = await db.fetch_all(
+        "pending_quarantine_alerts",
+        since=now - dt.timedelta(days=1),
+        stale_before=now - STALE_CLAIM,
+        max_attempts=MAX_QUARANTINE_ATTEMPTS,
+        limit=MAX_ALERTS_PER_PASS,
+    )
+    posted = 0
+    for alert in alerts:
+        taken = await db.execute(
+            "take_quarantine_alert", id=alert["id"], now=now, stale_before=now - STALE_CLAIM
+        )
+        if taken != 1:
+            continue  # another replica has it
+        day_start = dt.datetime.fromisoformat(alert["day"]).replace(tzinfo=dt.UTC)
+        counts = await db.fetch_all(
+            "quarantine_counts_since", workspace_id=alert["workspace_id"], since=day_start
+        )
+        text = quarantine_alert_text(alert["workspace_id"], counts)
+        result = await slack.post(alert["slack_channel"], text) if counts else None
+        if result is not None and result.ok:
+            await db.execute("mark_quarantine_alert_sent", id=alert["id"], message=text, now=now)
+            posted += 1
+            continue
+        error = (
+            "its deliveries are gone" if result is None else f"{result.error_class}: {result.error}"
+        )
+        await db.execute("release_quarantine_alert", id=alert["id"], error=error)
+        log.warning(
+            "quarantine alert not sent; a later pass retries",
+            extra={"workspace_id": alert["workspace_id"], "error": error},
+        )
+    return posted

@@ -14,7 +14,7 @@ from gateway import quarantine
 from gateway.cli import main as cli_main
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
-from scheduler.quarantine import send_quarantine_alerts
+from scheduler.alerts import send_quarantine_alerts
 from sql import Database
 from tests.conftest import AppClient, count, fixture_json, make_settings, rows
 from tests.fakes import FakeServer, Reply
