@@ -8,6 +8,7 @@ own database and drops it at the end; each test starts from empty tables.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -57,6 +58,18 @@ def fixture_bytes(name: str) -> bytes:
 
 def fixture_json(name: str) -> dict[str, Any]:
     return dict(json.loads(fixture_bytes(name)))
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """A payload as a provider would send it (UTF-8 JSON, non-ASCII kept as is)."""
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def utc(value: str | dt.datetime) -> dt.datetime:
+    """A stored timestamp as an aware datetime (``rows`` hands SQLite's back as text)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value
 
 
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:

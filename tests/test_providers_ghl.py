@@ -22,21 +22,10 @@ from gateway.ingest import Lead, Message, store_message
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_json, make_settings, rows
+from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows, utc
 
 WORKFLOW = "gohighlevel/workflow_webhook_customer_replied_sms.json"
 INBOUND = "gohighlevel/inbound_message_sms.json"
-
-
-def utc(value: str | dt.datetime) -> dt.datetime:
-    """A stored timestamp as an aware datetime (SQLite hands back text)."""
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    return value
-
-
-def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def workflow(**changes: Any) -> dict[str, Any]:

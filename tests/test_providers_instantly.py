@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from typing import Any
 
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_json, rows
+from tests.conftest import AppClient, count, encode, fixture_json, rows, utc
 
 REPLY = "instantly/reply_received.json"
 SENT = "instantly/email_sent.json"
 REPLY_EMAIL_ID = "01957a3c-9e2f-7b1d-8c4a-2f6e9d0b1a37"
-
-
-def utc(value: str | dt.datetime) -> dt.datetime:
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    return value
-
-
-def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 async def post(client: AppClient, workspace: CreatedWorkspace, payload: dict[str, Any]) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -13,22 +12,12 @@ import pytest
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_json, rows
+from tests.conftest import AppClient, count, encode, fixture_json, rows, utc
 
 REPLY = "smartlead/email_reply.json"
 SENT = "smartlead/email_sent.json"
 SECRET = "3f6c8d21-a619-48c2-93f6-72936ee16f38"  # the fixtures' secret_key
 REPLY_ID = "<CAF7kq2n1Xz9Q@mail.northwind.example.com>"
-
-
-def utc(value: str | dt.datetime) -> dt.datetime:
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    return value
-
-
-def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 @pytest.fixture

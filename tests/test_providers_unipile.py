@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from typing import Any
 
 from gateway.ingest import Lead, Message, store_message
@@ -13,22 +12,12 @@ from gateway.integrations import record_integration_status
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_json, rows
+from tests.conftest import AppClient, count, encode, fixture_json, rows, utc
 
 INBOUND = "unipile/message_received_inbound.json"
 STATUS = "unipile/account_status_credentials.json"
 OWN_ID = "ACoAAB1xYzSamCarterExampleId0001"
 LEAD_ID = "ACoAAAcDMMQBJordanLeeExampleId0002"
-
-
-def utc(value: str | dt.datetime) -> dt.datetime:
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    return value
-
-
-def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def outbound(message_id: str = "sent-1") -> dict[str, Any]:

@@ -22,15 +22,11 @@ from gateway.providers import PROVIDERS, Delivery
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_json, make_settings, rows
+from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
 
 REPLIED = "emailbison/lead_replied.json"
 SMARTLEAD_SECRET = "sl-secret-123"
 Parse = Callable[[dict[str, Any], Delivery], Event]
-
-
-def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload).encode()
 
 
 def renamed_reply(marker: int | None = None) -> bytes:

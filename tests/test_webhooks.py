@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -12,20 +11,16 @@ import pytest
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, fixture_bytes, fixture_json, rows
+from tests.conftest import AppClient, count, encode, fixture_bytes, fixture_json, rows
 
 REPLIED = "emailbison/lead_replied.json"
-
-
-def body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload).encode()
 
 
 def replied(reply_id: int | str = 1608263, event: str = "LEAD_REPLIED") -> bytes:
     payload = fixture_json(REPLIED)
     payload["event"]["type"] = event
     payload["data"]["reply"]["id"] = reply_id
-    return body(payload)
+    return encode(payload)
 
 
 @pytest.mark.parametrize(
@@ -288,9 +283,9 @@ async def test_a_body_exactly_at_the_limit_is_accepted(
 ) -> None:
     payload = fixture_json(REPLIED)
     payload["data"]["reply"]["text_body"] = ""
-    raw = body(payload)
+    raw = encode(payload)
     payload["data"]["reply"]["text_body"] = "y" * (settings.webhook_max_body_bytes - len(raw))
-    content = body(payload)
+    content = encode(payload)
     assert len(content) == settings.webhook_max_body_bytes
     answer = await client.http.post(client.url("emailbison", workspace), content=content)
     assert answer.status_code == 200
