@@ -4,6 +4,9 @@
   banners a UI shows for those that are not ok.
 - ``POST /api/workspaces/{id}/context-packs`` (admin token): ask for a context pack; 201 with
   the new pack, or 200 with the workspace's open one (at most one is open at a time).
+- ``POST /api/drafts/{id}/send`` (admin token): send an AI draft (``scheduler.drafts``); 202 with
+  the draft's one outbound message id, the same however often it is pressed; 404 for an unknown
+  draft, 422 for an SMS draft (no SMS sender exists).
 - ``POST /cron/{name}`` (``Authorization: Bearer $CRON_SECRET``, compared in constant time
   before anything touches the database): run a cron now and answer with its outcome; 409 when
   it is running already (here or on another replica); 401 for a wrong or missing secret, and
@@ -26,6 +29,7 @@ from gateway.runtime import Runtime
 from gateway.webhooks import RETRY_AFTER_S, json_response
 from scheduler.alerts import INTEGRATION_LABELS
 from scheduler.crons import CronBusy, CronService
+from scheduler.drafts import DraftNotSendable, queue_draft_send
 from sql import ConstraintViolation, Database, DatabaseUnavailable, Row
 
 OPEN_PACK_ATTEMPTS = 3
@@ -107,6 +111,39 @@ async def request_context_pack(request: Request) -> Response:
     )
 
 
+async def send_draft(request: Request) -> Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    runtime: Runtime = request.app.state.runtime
+    draft_id: int = request.path_params["id"]
+    try:
+        queued = await queue_draft_send(
+            runtime.db,
+            draft_id,
+            now=runtime.clock(),
+            max_attempts=runtime.settings.job_max_attempts,
+        )
+    except DraftNotSendable as exc:
+        return json_response(422, {"success": False, "error": str(exc)})
+    except DatabaseUnavailable as exc:
+        return json_response(
+            503,
+            {"success": False, "error": f"database unavailable: {exc}", "retryable": True},
+            {"Retry-After": RETRY_AFTER_S},
+        )
+    if queued is None:
+        return json_response(404, {"success": False, "error": f"no draft {draft_id}"})
+    return json_response(
+        202,
+        {
+            "success": True,
+            "draft_id": queued.draft_id,
+            "message_id": queued.message_id,
+            "status": queued.status,
+        },
+    )
+
+
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
@@ -144,5 +181,6 @@ async def run_cron(request: Request) -> Response:
 ROUTES = [
     Route("/api/workspaces/{id}/integrations", workspace_integrations, methods=["GET"]),
     Route("/api/workspaces/{id}/context-packs", request_context_pack, methods=["POST"]),
+    Route("/api/drafts/{id:int}/send", send_draft, methods=["POST"]),
     Route("/cron/{name}", run_cron, methods=["POST"]),
 ]

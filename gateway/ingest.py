@@ -91,6 +91,8 @@ class Message:
     interested: bool = False
     # The provider's id of this delivery (not of the message), remembered to refuse replays.
     delivery_id: str | None = None
+    # The provider's conversation a reply must go to (Unipile chat_id), kept for sending drafts.
+    thread_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.key_column not in IDENTITY_COLUMNS:
@@ -240,6 +242,7 @@ async def store_message(
             sent_at=msg.sent_at,
             interested=msg.interested,
             delivery_id=msg.delivery_id,
+            provider_thread_id=msg.thread_id,
             now=now,
             **keys,
         )

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from gateway.runtime import Runtime
 from scheduler.queue import Job
 
-BUILTIN_MODULES = ("scheduler.post_process",)
+BUILTIN_MODULES = ("scheduler.post_process", "scheduler.drafts")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ def parse(payload: Payload, delivery: Delivery) -> Event:
         subject=fields.opt_text(payload, "subject"),
         body=fields.opt_text(payload, "message", "text"),
         sent_at=fields.timestamp(payload.get("timestamp")) or delivery.received_at,
+        thread_id=fields.opt_text(payload, "chat_id"),
     )
 
 

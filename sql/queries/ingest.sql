@@ -92,10 +92,11 @@ ROLLBACK TO SAVEPOINT attach_identities;
 INSERT INTO messages (workspace_id, lead_id, channel, direction, provider, event, subject, body,
                       sent_at, interested, created_at, email_bison_reply_id,
                       inboxxia_scheduled_email_id, ghl_id, ai_draft_id, unipile_message_id,
-                      webhook_dedupe_key, delivery_id)
+                      webhook_dedupe_key, delivery_id, provider_thread_id)
 VALUES (:workspace_id, :lead_id, :channel, :direction, :provider, :event, :subject, :body,
         :sent_at, :interested, :now, :email_bison_reply_id, :inboxxia_scheduled_email_id,
-        :ghl_id, :ai_draft_id, :unipile_message_id, :webhook_dedupe_key, :delivery_id)
+        :ghl_id, :ai_draft_id, :unipile_message_id, :webhook_dedupe_key, :delivery_id,
+        :provider_thread_id)
 ON CONFLICT DO NOTHING
 RETURNING id;
 

@@ -75,12 +75,6 @@ UPDATE background_jobs SET
     updated_at = :now
 WHERE status = 'dead';
 
--- name: job_message
-SELECT m.id, m.workspace_id, m.lead_id, m.channel, m.direction, m.provider, m.event,
-       m.subject, m.body, m.interested, l.email AS lead_email
-FROM messages m LEFT JOIN leads l ON l.id = m.lead_id
-WHERE m.id = :id;
-
 -- name: queue_depth
 -- Written as an OR so each arm can use its partial index: finished jobs are not scanned.
 SELECT type, status, count(*) AS n FROM background_jobs
