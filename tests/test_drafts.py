@@ -1,0 +1,241 @@
+"""Sending AI drafts on both backends: ``POST /api/drafts/{id}/send`` through the ASGI app, the
+DRAFT_SEND job run by hand, the real EmailBison and Unipile clients against fakes on
+127.0.0.1.  Drafts come from the post-process job itself: its fixtures (settings, workspace,
+runtime, clock) are imported from tests/test_post_process.py, hence the file-wide F811."""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.workspaces import CreatedWorkspace
+from tests.conftest import AppClient, count, fixture_json, rows
+from tests.crons_support import Clock
+from tests.fakes import FakeServer, Reply
+from tests.test_post_process import (  # noqa: F401  (fixtures)
+    DRAFT_TEXT,
+    clock,
+    deliver,
+    email_reply,
+    extra_env,
+    jobs_of,
+    run_jobs,
+    runtime,
+    script_model,
+    settings,
+    workspace,
+)
+
+ADMIN = {"Authorization": "Bearer admin-test-token"}
+REPLY_PATH = "/api/replies/1608263/reply"
+CHAT_PATH = "/api/v1/chats/R8J-xM9WX7eoHLp6gSVtWQ/messages"
+
+
+async def drafted(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    openai: FakeServer,
+    provider: str = "emailbison",
+    payload: dict[str, Any] | None = None,
+) -> int:
+    """Deliver an interested reply, run its post-process job, and return its draft's id."""
+    script_model(openai, "interested", DRAFT_TEXT)
+    await deliver(client, workspace, provider, payload or email_reply())
+    await run_jobs(runtime)
+    [draft] = await rows(runtime.settings.database_url, "SELECT id FROM ai_drafts")
+    return int(draft["id"])
+
+
+async def press_send(client: AppClient, draft_id: int) -> Any:
+    return await client.http.post(f"/api/drafts/{draft_id}/send", headers=ADMIN)
+
+
+async def draft_state(settings: Settings) -> dict[str, Any]:
+    [draft] = await rows(settings.database_url, "SELECT status, last_error FROM ai_drafts")
+    return draft
+
+
+async def test_send_pressed_twenty_times_at_once_sends_one_message_once(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    answers = await asyncio.gather(*(press_send(client, draft_id) for _ in range(20)))
+    assert {a.status_code for a in answers} == {202}
+    [message_id] = {a.json()["message_id"] for a in answers}
+    outbound = "direction = 'outbound'"
+    assert await count(settings.database_url, "messages", outbound) == 1
+    assert len(await jobs_of(runtime, "DRAFT_SEND")) == 1
+
+    await run_jobs(runtime)
+    again = await press_send(client, draft_id)  # pressed once more after the send
+    assert (again.status_code, again.json()["message_id"]) == (202, message_id)
+    await run_jobs(runtime)
+
+    [call] = fake_emailbison.requests("POST", "/api/replies/*/reply")
+    assert call.path == REPLY_PATH
+    assert call.json["message"] == DRAFT_TEXT
+    assert call.json["to_emails"] == [
+        {"name": None, "email_address": "jordan.lee@northwind.example.com"}
+    ]
+    [sent] = await rows(
+        settings.database_url,
+        "SELECT id, ai_draft_id, email_bison_reply_id, sent_at, body FROM messages"
+        f" WHERE {outbound}",
+    )
+    assert (sent["id"], sent["ai_draft_id"], sent["email_bison_reply_id"]) == (
+        message_id,
+        draft_id,
+        "9001",
+    )
+    assert sent["sent_at"] is not None and sent["body"] == DRAFT_TEXT
+    assert (await draft_state(settings))["status"] == "sent"
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert (job["status"], job["attempts"]) == ("succeeded", 1)
+
+    # EmailBison's webhook for the reply it just sent is a dedupe hit on that row.
+    echo = email_reply(id=9001)
+    echo["event"]["type"] = "MANUAL_EMAIL_SENT"
+    answer = await client.http.post(client.url("emailbison", workspace), json=echo)
+    assert answer.json()["deduped"] is True and answer.json()["message_id"] == message_id
+
+
+async def test_linkedin_draft_goes_to_the_inbound_chat(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+    fake_unipile: FakeServer,
+) -> None:
+    inbound = fixture_json("unipile/message_received_inbound.json")
+    draft_id = await drafted(client, runtime, workspace, fake_openai, "unipile", inbound)
+    answer = await press_send(client, draft_id)
+    assert answer.status_code == 202
+    await run_jobs(runtime)
+    [call] = fake_unipile.requests("POST", "/api/v1/chats/*/messages")
+    assert (call.path, call.form) == (CHAT_PATH, {"text": DRAFT_TEXT})
+    [sent] = await rows(
+        settings.database_url,
+        "SELECT unipile_message_id FROM messages WHERE direction = 'outbound'",
+    )
+    assert sent["unipile_message_id"] == "msg-fake-1"
+    assert (await draft_state(settings))["status"] == "sent"
+
+
+async def test_unknown_send_outcome_is_left_for_a_human_never_resent(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    fake_emailbison.script("POST", "/api/replies/*/reply", Reply(json={}, delay_s=3))
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    await press_send(client, draft_id)
+    await run_jobs(runtime)  # EMAILBISON_TIMEOUT_MS is 1 s: the POST times out
+    state = await draft_state(settings)
+    assert state["status"] == "send_unknown" and state["last_error"].startswith("timeout")
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert job["status"] == "succeeded"  # ended, not retried
+    await press_send(client, draft_id)
+    await run_jobs(runtime)
+    assert fake_emailbison.count("POST", "/api/replies/*/reply") == 1
+    assert await count(settings.database_url, "messages", "sent_at IS NULL") == 1
+
+
+async def test_a_run_that_stopped_mid_send_is_not_sent_again(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    await press_send(client, draft_id)
+    # As an earlier run leaves it when killed between its claim and the provider's answer.
+    await runtime.db.execute("claim_draft_send", id=draft_id)
+    await run_jobs(runtime)
+    state = await draft_state(settings)
+    assert state["status"] == "send_unknown" and "may have been sent" in state["last_error"]
+    assert fake_emailbison.count("POST") == 0
+
+
+async def test_a_refused_send_gives_the_claim_back_and_is_retried(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    clock: Clock,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    refused = Reply(422, json={"data": {"success": False, "error": "sender mailbox paused"}})
+    ok = Reply(json={"data": {"success": True, "reply": {"id": 9002}}})
+    fake_emailbison.script("POST", "/api/replies/*/reply", refused, ok)
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    await press_send(client, draft_id)
+    await run_jobs(runtime)
+    assert await draft_state(settings) == {
+        "status": "draft",
+        "last_error": "http_status: status 422",
+    }
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert (job["status"], job["attempts"]) == ("pending", 1)
+    clock.advance(dt.timedelta(minutes=1))
+    await run_jobs(runtime)
+    assert (await draft_state(settings))["status"] == "sent"
+    assert fake_emailbison.count("POST", "/api/replies/*/reply") == 2
+    assert await count(settings.database_url, "messages", "email_bison_reply_id = '9002'") == 1
+
+
+async def test_send_route_refuses_sms_unknown_drafts_and_strangers(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+) -> None:
+    sms = fixture_json("gohighlevel/inbound_message_sms.json")
+    draft_id = await drafted(client, runtime, workspace, fake_openai, "ghl", sms)
+    answer = await press_send(client, draft_id)
+    assert (answer.status_code, answer.json()["error"]) == (422, "no SMS sender configured")
+    assert (await press_send(client, draft_id + 1)).status_code == 404
+    stranger = await client.http.post(
+        f"/api/drafts/{draft_id}/send", headers={"Authorization": "Bearer wrong"}
+    )
+    assert stranger.status_code == 401
+    assert await count(settings.database_url, "messages", "direction = 'outbound'") == 0
+    assert len(await jobs_of(runtime, "DRAFT_SEND")) == 0
+
+
+@pytest.mark.parametrize("extra_env", [{"UNIPILE_API_KEY": ""}])
+async def test_linkedin_send_with_unipile_off_keeps_the_draft(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+) -> None:
+    inbound = fixture_json("unipile/message_received_inbound.json")
+    draft_id = await drafted(client, runtime, workspace, fake_openai, "unipile", inbound)
+    await press_send(client, draft_id)
+    await run_jobs(runtime)
+    state = await draft_state(settings)
+    assert state["status"] == "draft" and state["last_error"].startswith("disabled")
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert job["status"] == "pending" and "not sent" in job["last_error"]
