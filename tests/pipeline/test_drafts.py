@@ -1,9 +1,7 @@
 """Sending AI drafts on both backends: ``POST /api/drafts/{id}/send`` through the ASGI app, the
 DRAFT_SEND job run by hand, the real EmailBison and Unipile clients against fakes on
 127.0.0.1.  Drafts come from the post-process job itself: its fixtures (settings, workspace,
-runtime, clock) are imported from tests/test_post_process.py, hence the file-wide F811."""
-
-# ruff: noqa: F811
+runtime, clock) are in tests/pipeline/conftest.py."""
 
 from __future__ import annotations
 
@@ -19,18 +17,13 @@ from gateway.workspaces import CreatedWorkspace
 from tests.conftest import AppClient, count, fixture_json, rows
 from tests.crons_support import Clock
 from tests.fakes import FakeServer, Reply
-from tests.test_post_process import (  # noqa: F401  (fixtures)
+from tests.pipeline.conftest import (
     DRAFT_TEXT,
-    clock,
     deliver,
     email_reply,
-    extra_env,
     jobs_of,
     run_jobs,
-    runtime,
     script_model,
-    settings,
-    workspace,
 )
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
