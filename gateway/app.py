@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clients.context import ai_source
 from gateway import admin, api, status
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
@@ -38,6 +41,22 @@ async def metrics(request: Request) -> Response:
     return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+class RouteAISource:
+    """Attributes every AI call made while a request is handled to ``route:<path>`` (jobs use
+    ``background_job:<TYPE>``, crons ``cron:<name>``).  A bare ASGI wrapper: one contextvar set
+    per request, nothing else on the hot path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with ai_source(f"route:{scope['path']}"):
+            await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,4 +77,4 @@ def create_app(settings: Settings) -> Starlette:
         *api.ROUTES,
         *status.ROUTES,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RouteAISource)])
