@@ -249,8 +249,6 @@ async def store_message(
         deduped = row is None
         if row is not None:
             message_id = int(row["id"])
-            lead_id = await upsert_lead(conn, workspace_id, msg.lead, now)
-            await conn.execute("set_message_lead", id=message_id, lead_id=lead_id)
             if job_type is not None:
                 await conn.execute(
                     "enqueue_job",
@@ -262,6 +260,9 @@ async def store_message(
                     max_attempts=max_attempts,
                     now=now,
                 )
+            # The lead last: its row stays locked until the commit, so hold it the shortest.
+            lead_id = await upsert_lead(conn, workspace_id, msg.lead, now)
+            await conn.execute("set_message_lead", id=message_id, lead_id=lead_id)
         else:
             row = await conn.fetch_one("find_message_by_key", workspace_id=workspace_id, **keys)
             if row is None and msg.delivery_id is not None:
