@@ -50,7 +50,7 @@ POST_PROCESS_JOB: dict[str, str] = {
 
 class ParseError(ValueError):
     """An authenticated, well-formed JSON object that the provider's parser cannot read.
-    The message says what is wrong, for the 400 answer (and later the quarantine)."""
+    The message says what is wrong; the delivery is quarantined with it (``gateway.quarantine``)."""
 
 
 class ReplayedDelivery(Exception):

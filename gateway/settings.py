@@ -95,6 +95,9 @@ class Settings:
             "CONTEXT_PACK_MAX_RUN_S": self.context_pack_max_run_s,
             "ALERTS_SEND_INTERVAL_S": self.alerts_send_interval_s,
             "QUARANTINE_RETENTION_DAYS": self.quarantine_retention_days,
+            "JOB_TIMEOUT_S": self.job_timeout_s,
+            "DATABASE_TIMEOUT_S": self.database_timeout_s,
+            "HOOKGATE_SHUTDOWN_GRACE_S": self.shutdown_grace_s,
         }
         for name, value in positive.items():
             if value <= 0:
