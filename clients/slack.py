@@ -33,7 +33,9 @@ RATE_LIMIT_RETRIES = 2
 @dataclasses.dataclass(frozen=True, slots=True)
 class SlackResult:
     ok: bool
-    error_class: str | None = None  # disabled, rate_limited, api_error, connection, timeout
+    # disabled, rate_limited, api_error, unreachable (never connected: certainly not posted),
+    # connection (broke mid-request) or timeout (both: posted or not, nobody knows)
+    error_class: str | None = None
     error: str | None = None
 
 
@@ -81,7 +83,11 @@ class SlackClient:
             status = exc.response.status_code
             error_class = "rate_limited" if status == 429 else "api_error"
             result = SlackResult(False, error_class, f"status {status} {error or ''}".strip())
+        except aiohttp.ClientConnectorError as exc:
+            # No connection was ever made (refused, DNS): Slack certainly did not post it.
+            result = SlackResult(False, "unreachable", f"{type(exc).__name__}: {exc}")
         except aiohttp.ClientError as exc:
+            # The connection broke mid-request: Slack may or may not have posted it.
             result = SlackResult(False, "connection", f"{type(exc).__name__}: {exc}")
         except SlackClientError as exc:
             result = SlackResult(False, "api_error", f"{type(exc).__name__}: {exc}")

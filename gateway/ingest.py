@@ -135,6 +135,7 @@ class Outcome:
     message_id: int | None = None
     deduped: bool = False
     ignored: bool = False
+    job_due: bool = False  # a post-process job was enqueued (or a dead one revived)
 
     def answer(self) -> dict[str, Any]:
         if self.message_id is None:
@@ -228,6 +229,7 @@ async def store_message(
     keys = dict.fromkeys(IDENTITY_COLUMNS)
     keys[msg.key_column] = msg.key_value
     job_type = POST_PROCESS_JOB[msg.channel] if msg.direction == "inbound" else None
+    revived = 0
     async with db.transaction() as conn:
         row = await conn.fetch_one(
             "insert_message",
@@ -280,7 +282,7 @@ async def store_message(
                 if lead_id is not None:
                     await conn.execute("mark_lead_interested", id=lead_id, now=now)
             if job_type is not None:
-                await conn.execute(
+                revived = await conn.execute(
                     "requeue_dead_job", dedupe_key=f"{job_type}:{message_id}", now=now
                 )
     if deduped:
@@ -296,7 +298,8 @@ async def store_message(
                 "deduped": True,
             },
         )
-    return Outcome(msg.event, message_id=message_id, deduped=deduped)
+    job_due = job_type is not None and (not deduped or revived > 0)
+    return Outcome(msg.event, message_id=message_id, deduped=deduped, job_due=job_due)
 
 
 async def ingest_delivery(

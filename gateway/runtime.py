@@ -19,6 +19,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def no_wakeup() -> None:
+    """What ``Runtime.job_due`` does without an in-process scheduler: nothing (a worker
+    replica finds the job at its next poll)."""
+
+
 @dataclasses.dataclass(slots=True)
 class Runtime:
     settings: Settings
@@ -27,6 +32,9 @@ class Runtime:
     workspaces: WorkspaceCache
     clients: Clients | None = None
     clock: Callable[[], dt.datetime] = utc_now
+    # Called after a commit that made a job due; the in-process scheduler sets it to wake its
+    # runner at once instead of at the next poll (a process without one keeps the no-op).
+    job_due: Callable[[], None] = no_wakeup
 
 
 @asynccontextmanager

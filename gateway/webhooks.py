@@ -112,6 +112,8 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
         return quarantined.answer()
     except ReplayedDelivery as exc:
         raise Rejected(409, str(exc)) from None
+    if outcome.job_due:
+        runtime.job_due()
     return outcome.answer()
 
 

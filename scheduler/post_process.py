@@ -17,10 +17,10 @@ acting on the wrong row.  Then, in order:
    one already is not drafted again.
 4. Tell the workspace's Slack channel about an interested lead (the provider flagged the reply,
    or the model classified it ``interested``).  ``messages.notified_at`` is claimed with an
-   atomic update before the post, so of two runs only one posts; when Slack answers that it did
-   not post (an API error, a rate limit) the claim is given back and the job fails, to be
-   retried.  When the outcome is unknown (a timeout, a dropped connection) the claim stays: a
-   notification may be lost, but it is never sent twice.
+   atomic update before the post, so of two runs only one posts; when Slack certainly did not
+   post (an API error, a rate limit, no connection at all) the claim is given back and the job
+   fails, to be retried.  When the outcome is unknown (a timeout, a dropped connection) the
+   claim stays: a notification may be lost, but it is never sent twice.
 
 The model: with AI off (``OPENAI_API_KEY`` unset) steps 2 and 3 are skipped and the job
 succeeds.  A model call that times out or fails fails the job so that the runner retries it
@@ -238,7 +238,7 @@ async def notify_slack(
     result = await clients.slack.post(channel, slack_text(workspace, message, draft_id))
     if result.ok:
         return
-    if result.error_class in ("api_error", "rate_limited"):
+    if result.error_class in ("api_error", "rate_limited", "unreachable"):
         await runtime.db.execute("release_slack_notification", id=message["id"])
         raise RuntimeError(f"Slack notification not sent: {result.error}")
     log.error(

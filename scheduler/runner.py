@@ -162,6 +162,17 @@ class JobRunner:
         if released:
             log.warning("released unfinished jobs", extra={"worker": self.worker, "n": released})
 
+    def nudge(self) -> None:
+        """A job just became due in this process: claim it now if a slot is free rather than at
+        the next poll.  Coalesced with any claim already pending, so a storm of deliveries
+        costs one claim at a time, not one per delivery."""
+        if self._stopping or self._refill is not None:
+            return
+        if len(self._in_flight) >= self.concurrency:
+            self._more_due = True  # the next slot to free claims it
+            return
+        self._refill = asyncio.create_task(self._refill_now(), name="jobs.refill")
+
     def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
         self._finishing.discard(job_id)

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, no_wakeup
 from scheduler.crons import CronService
 from scheduler.quarantine import add_quarantine_jobs
 from scheduler.runner import JobRunner
@@ -72,6 +72,7 @@ class SchedulerService:
                 job.func, "interval", seconds=job.seconds, id=job.id, max_instances=1, coalesce=True
             )
         self.scheduler.start()
+        self.runtime.job_due = self.runner.nudge
         log.info(
             "scheduler started",
             extra={
@@ -84,6 +85,7 @@ class SchedulerService:
 
     async def stop(self) -> None:
         grace_s = self.runtime.settings.shutdown_grace_s
+        self.runtime.job_due = no_wakeup
         self.scheduler.pause()
         try:
             if self.crons is not None:

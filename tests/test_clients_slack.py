@@ -73,11 +73,11 @@ async def test_an_api_error_is_classified_and_not_retried(
     assert fake_slack.count() == 1
 
 
-async def test_connection_refused_is_a_connection_failure(
+async def test_connection_refused_is_unreachable_not_unknown(
     session: aiohttp.ClientSession,
 ) -> None:
     result = await slack_at(closed_port_url(), session).post("#replies", "hello")
-    assert (result.ok, result.error_class) == (False, "connection")
+    assert (result.ok, result.error_class) == (False, "unreachable")
 
 
 async def test_a_slow_slack_is_a_timeout_within_the_budget(

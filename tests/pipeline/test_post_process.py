@@ -201,6 +201,25 @@ async def test_slack_timeout_keeps_the_claim_and_is_never_resent(
     assert await count(settings.database_url, "messages", "notified_at IS NOT NULL") == 1
 
 
+@pytest.mark.parametrize("extra_env", [{"SLACK_API_URL": closed_port_url() + "/api/"}])
+async def test_slack_never_reached_gives_the_claim_back_for_a_retry(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+) -> None:
+    """A refused connection is not an unknown outcome: Slack certainly posted nothing, so the
+    notification must be retried rather than lost."""
+    script_model(fake_openai, "interested", DRAFT_TEXT)
+    await deliver(client, workspace, "emailbison", email_reply())
+    await run_jobs(runtime)  # idle once the failed job waits out its backoff
+    [job] = await jobs_of(runtime, EMAIL_JOB)
+    assert (job["status"], job["attempts"]) == ("pending", 1)
+    assert "Slack notification not sent" in job["last_error"]
+    assert await count(settings.database_url, "messages", "notified_at IS NULL") == 1
+
+
 async def test_linkedin_question_keeps_its_chat_and_is_drafted_not_notified(
     client: AppClient,
     runtime: Runtime,
