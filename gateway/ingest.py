@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from gateway.integrations import record_integration_status
-from sql import Connection, Database, DatabaseError, DatabaseUnavailable
+from sql import Connection, Database, DatabaseError, DatabaseUnavailable, Row
 
 if TYPE_CHECKING:  # the providers import this module's event types
     from gateway.providers.base import Delivery, Payload, Provider
@@ -166,12 +166,45 @@ async def ingest(
 
 
 async def upsert_lead(conn: Connection, workspace_id: str, lead: Lead, now: dt.datetime) -> int:
-    """Find or create the lead by its primary identity (one ``INSERT … ON CONFLICT DO UPDATE …
-    RETURNING`` statement), then attach the other identities the delivery names where the lead
-    has none yet.  Only a lead seen without them before costs the extra statements."""
+    """Find the lead by its primary identity; create or update it (one race-safe ``INSERT … ON
+    CONFLICT DO UPDATE … RETURNING``) only when it is new or the delivery brings news.  Then
+    attach the other identities the delivery names where the lead has none yet."""
     value = getattr(lead, lead.key)
     if value is None:
         raise ParseError(f"the delivery names no lead {lead.key.replace('_', ' ')}")
+    keys: dict[str, str | None] = dict.fromkeys(LEAD_IDENTITIES)
+    keys[lead.key] = value
+    row = await conn.fetch_one("find_lead_by_key", workspace_id=workspace_id, **keys)
+    if row is None or _news_for(row, lead):
+        row = await _upsert(conn, workspace_id, lead, value, now)
+    missing = {
+        column: getattr(lead, column)
+        for column in LEAD_IDENTITIES
+        if row[column] is None and getattr(lead, column) is not None
+    }
+    if missing:
+        await _attach_identities(conn, workspace_id, int(row["id"]), missing)
+    return int(row["id"])
+
+
+_LEAD_FIELDS = ("first_name", "last_name", "company", "title", "status")
+
+
+def _news_for(row: Row, lead: Lead) -> bool:
+    """Whether the delivery tells the stored lead anything new (a field it names with another
+    value, or interest).  Most deliveries do not, and then the lead row is only read: the
+    upsert would lock it until the commit, and every delivery of a busy lead would queue."""
+    if lead.interested and not row["interested"]:
+        return True
+    return any(
+        getattr(lead, field) is not None and getattr(lead, field) != row[field]
+        for field in _LEAD_FIELDS
+    )
+
+
+async def _upsert(
+    conn: Connection, workspace_id: str, lead: Lead, value: str, now: dt.datetime
+) -> Row:
     row = await conn.fetch_one(
         f"upsert_lead_by_{lead.key}",
         workspace_id=workspace_id,
@@ -185,14 +218,7 @@ async def upsert_lead(conn: Connection, workspace_id: str, lead: Lead, now: dt.d
         now=now,
     )
     assert row is not None  # DO UPDATE always returns the row
-    missing = {
-        column: getattr(lead, column)
-        for column in LEAD_IDENTITIES
-        if row[column] is None and getattr(lead, column) is not None
-    }
-    if missing:
-        await _attach_identities(conn, workspace_id, int(row["id"]), missing)
-    return int(row["id"])
+    return row
 
 
 async def _attach_identities(

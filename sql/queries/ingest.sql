@@ -3,6 +3,16 @@
 -- Leads: found or created by the channel's primary identity, one statement per identity column
 -- (each is unique per workspace), returning the identities the lead already has.
 
+-- name: find_lead_by_key
+-- The lead by the one identity given (the others are NULL and match nothing): a plain read,
+-- so deliveries of a lead that bring nothing new do not queue on its row lock.
+SELECT id, email, phone, linkedin_id, ghl_contact_id, first_name, last_name, company, title,
+       status, interested
+FROM leads
+WHERE workspace_id = :workspace_id
+  AND (email = :email OR phone = :phone OR linkedin_id = :linkedin_id
+       OR ghl_contact_id = :ghl_contact_id);
+
 -- name: upsert_lead_by_email
 INSERT INTO leads (workspace_id, email, first_name, last_name, company, title, status,
                    interested, created_at, updated_at)
