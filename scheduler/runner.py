@@ -75,7 +75,8 @@ class JobRunner:
         self._finishing: set[int] = set()
         self._tick_lock = asyncio.Lock()
         self._more_due = False
-        self._refill: asyncio.Task[int] | None = None
+        self._refill: asyncio.Task[None] | None = None
+        self._refill_again = False
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -164,29 +165,45 @@ class JobRunner:
 
     def nudge(self) -> None:
         """A job just became due in this process: claim it now if a slot is free rather than at
-        the next poll.  Coalesced with any claim already pending, so a storm of deliveries
-        costs one claim at a time, not one per delivery."""
-        if self._stopping or self._refill is not None:
-            return
+        the next poll."""
         if len(self._in_flight) >= self.concurrency:
             self._more_due = True  # the next slot to free claims it
             return
-        self._refill = asyncio.create_task(self._refill_now(), name="jobs.refill")
+        self._refill_soon()
 
     def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(job_id, None)
         self._finishing.discard(job_id)
         self.runtime.metrics.jobs_running.set(len(self._in_flight))
-        if self._more_due and not self._stopping and self._refill is None:
-            self._refill = asyncio.create_task(self._refill_now(), name="jobs.refill")
+        if self._more_due:
+            self._refill_soon()
 
-    async def _refill_now(self) -> int:
-        self._refill = None  # a slot that frees from here on schedules its own refill
+    def _refill_soon(self) -> None:
+        """One claim outside the poll.  Coalesced: while a refill runs, more requests only make
+        it claim once more when it ends, so a storm of deliveries or finishing jobs costs one
+        claim at a time — never a pile of tasks queued on the tick lock."""
+        if self._stopping:
+            return
+        if self._refill is not None:
+            self._refill_again = True
+            return
+        self._refill = asyncio.create_task(self._refill_now(), name="jobs.refill")
+
+    async def _refill_now(self) -> None:
         try:
-            return await self.tick()
-        except DatabaseError as exc:
-            log.warning("job claim failed", extra={"worker": self.worker, "error": str(exc)})
-            return 0
+            while True:
+                self._refill_again = False
+                try:
+                    await self.tick()
+                except DatabaseError as exc:
+                    log.warning(
+                        "job claim failed", extra={"worker": self.worker, "error": str(exc)}
+                    )
+                    return
+                if not self._refill_again or self._stopping:
+                    return
+        finally:
+            self._refill = None
 
     async def _run(self, job: Job) -> None:
         spec = self.registry.get(job.type)

@@ -11,6 +11,7 @@ import httpx2
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
+from scheduler.runner import JobRunner
 from tests.conftest import AppClient, count, fixture_bytes, make_settings
 
 
@@ -38,3 +39,18 @@ async def test_a_stored_delivery_starts_its_job_without_waiting_for_a_poll(
             started_within = time.monotonic() - sent
     assert started_within < 10  # a poll would have taken 600 s
     print(f"\njob succeeded {started_within * 1000:.0f} ms after its delivery was answered")
+
+
+async def test_a_storm_of_wake_ups_queues_one_claim_not_one_per_delivery(
+    database_url: str,
+) -> None:
+    app = create_app(make_settings(database_url, HOOKGATE_SCHEDULER="0"))
+    async with app.router.lifespan_context(app):
+        runner = JobRunner(app.state.runtime)
+        async with runner._tick_lock:  # a claim in progress: every wake-up must wait for it
+            for _ in range(100):
+                runner.nudge()
+                await asyncio.sleep(0)  # the refill starts and waits on the lock
+            refills = [t for t in asyncio.all_tasks() if t.get_name() == "jobs.refill"]
+            assert len(refills) == 1
+        await asyncio.wait_for(refills[0], 5)  # claims once more for the waiting wake-ups, ends
