@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from gateway import logs, quarantine_cli
+from gateway.commands import print_json
 from gateway.settings import Settings, SettingsError
 from gateway.workspaces import WorkspaceOptions, create_workspace, list_workspaces
 from scheduler import cli as scheduler_cli
@@ -30,10 +29,6 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
         return await work(db)
     finally:
         await db.close()
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,7 +74,7 @@ def cmd_workspace_create(settings: Settings, args: argparse.Namespace) -> int:
         created = await create_workspace(db, args.name, options)
         webhooks = created.webhooks(settings)
         if args.json:
-            _print_json({"id": created.id, "name": created.name, "webhooks": webhooks})
+            print_json({"id": created.id, "name": created.name, "webhooks": webhooks})
         else:
             print(f"workspace {created.id} ({created.name})")
             print("webhook URLs (each carries its token; it is shown only now):")
@@ -94,7 +89,7 @@ def cmd_workspace_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         rows = await list_workspaces(db)
         if args.json:
-            _print_json(rows)
+            print_json(rows)
         else:
             for row in rows:
                 print(f"{row['id']}  {row['name']}  slack={row['slack_channel'] or '-'}")

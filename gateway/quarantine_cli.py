@@ -4,27 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from gateway import quarantine
+from gateway.commands import print_json, run_with_runtime
 from gateway.quarantine import ReplayResult
-from gateway.runtime import Runtime, open_runtime
+from gateway.runtime import Runtime
 from gateway.settings import Settings
-
-
-def _run(settings: Settings, work: Callable[[Runtime], Awaitable[int]]) -> int:
-    async def main() -> int:
-        async with open_runtime(settings) as runtime:
-            return await work(runtime)
-
-    return asyncio.run(main())
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def describe(result: ReplayResult) -> str:
@@ -51,7 +37,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
             limit=args.limit,
         )
         if args.json:
-            _print_json(rows)
+            print_json(rows)
             return 0
         for row in rows:
             error = row["error"].replace("\n", " ")
@@ -61,7 +47,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -71,7 +57,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
             print(f"no quarantined delivery {args.id}")
             return 1
         if args.json:
-            _print_json(shown)
+            print_json(shown)
             return 0
         print(f"delivery {shown['id']}  {shown['provider']}  workspace {shown['workspace_id']}")
         print(f"status:   {shown['status']}  (received {shown['received_at']})")
@@ -83,7 +69,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(shown["body"], indent=2, ensure_ascii=False))
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -97,7 +83,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
             results = [one]
         if args.json:
-            _print_json([result.as_dict() for result in results])
+            print_json([result.as_dict() for result in results])
         else:
             for result in results:
                 print(describe(result))
@@ -106,7 +92,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{len(results) - failed} replayed, {failed} still pending")
         return 0 if all(result.ok for result in results) else 1
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
@@ -117,7 +103,7 @@ def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no pending quarantined delivery {args.id}")
         return 1
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

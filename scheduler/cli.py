@@ -4,27 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from gateway.runtime import Runtime, open_runtime
+from gateway.commands import print_json, run_with_runtime
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from scheduler import queue
 from scheduler.service import run_worker
-
-
-def _run(settings: Settings, work: Callable[[Runtime], Awaitable[int]]) -> int:
-    async def main() -> int:
-        async with open_runtime(settings) as runtime:
-            return await work(runtime)
-
-    return asyncio.run(main())
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,7 +17,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         await run_worker(runtime)
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -41,7 +26,7 @@ def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
             runtime.db, status=args.status, job_type=args.type, limit=args.limit
         )
         if args.json:
-            _print_json(rows)
+            print_json(rows)
             return 0
         for row in rows:
             error = (row["last_error"] or "").replace("\n", " ")
@@ -52,21 +37,21 @@ def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_jobs_stats(settings: Settings, args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> int:
         counts = await queue.job_counts(runtime.db)
         if args.json:
-            _print_json(counts)
+            print_json(counts)
             return 0
         print(f"{'type':<32}" + "".join(f"{s:>11}" for s in queue.STATUSES))
         for job_type, per_status in counts.items():
             print(f"{job_type:<32}" + "".join(f"{per_status[s]:>11}" for s in queue.STATUSES))
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_jobs_retry(settings: Settings, args: argparse.Namespace) -> int:
@@ -81,7 +66,7 @@ def cmd_jobs_retry(settings: Settings, args: argparse.Namespace) -> int:
         print(f"job {args.id} not retried: it does not exist, or is running or succeeded")
         return 1
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,27 +4,12 @@ by ``gateway.cli``)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from gateway.api import create_context_pack
-from gateway.runtime import Runtime, open_runtime
+from gateway.commands import print_json, run_with_runtime
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from scheduler.crons import CronBusy, CronService
-
-
-def _run(settings: Settings, work: Callable[[Runtime], Awaitable[int]]) -> int:
-    async def main() -> int:
-        async with open_runtime(settings) as runtime:
-            return await work(runtime)
-
-    return asyncio.run(main())
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def cmd_packs_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -34,13 +19,13 @@ def cmd_packs_create(settings: Settings, args: argparse.Namespace) -> int:
             raise ValueError(f"no workspace {args.workspace}")
         pack, created = found
         if args.json:
-            _print_json({"created": created, "pack": pack})
+            print_json({"created": created, "pack": pack})
         else:
             what = "created" if created else "already open"
             print(f"context pack {pack['id']} for {args.workspace}: {what} ({pack['status']})")
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_crons_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -52,7 +37,7 @@ def cmd_crons_list(settings: Settings, args: argparse.Namespace) -> int:
             for name, spec in sorted(crons.specs.items())
         ]
         if args.json:
-            _print_json(rows)
+            print_json(rows)
         else:
             for row in rows:
                 print(
@@ -63,7 +48,7 @@ def cmd_crons_list(settings: Settings, args: argparse.Namespace) -> int:
                 )
         return 0
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def cmd_crons_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -76,10 +61,10 @@ def cmd_crons_run(settings: Settings, args: argparse.Namespace) -> int:
         except CronBusy:
             print(f"hookgate: cron {args.name} is running already")
             return 1
-        _print_json(run.as_dict())
+        print_json(run.as_dict())
         return 0 if run.outcome in ("ok", "skipped") else 1
 
-    return _run(settings, work)
+    return run_with_runtime(settings, work)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
