@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -140,6 +141,42 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
         yield _with_database(pg_server_url, name)
     finally:
         run_blocking(drop())
+
+
+@asynccontextmanager
+async def empty_pg_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A PostgreSQL database no migration has touched, dropped at the end."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _with_database(server_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def migrate_in_processes(n: int, **env: str) -> list[tuple[int, str, str]]:
+    """``hookgate migrate`` in ``n`` processes started at once; (exit status, stdout, stderr)."""
+    environment = {**os.environ, "LOG_LEVEL": "WARNING", **env}
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "migrate",
+            env=environment,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)), 60)
+    return [
+        (int(p.returncode or 0), out.decode(), err.decode())
+        for p, (out, err) in zip(processes, outputs, strict=True)
+    ]
 
 
 async def _truncate(url: str) -> None:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
-import sys
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx2
 import pytest
 
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from sql import connect
-from tests.conftest import ROOT, count, fixture_bytes, fixture_json, start_server, stop_server
+from tests.conftest import (
+    count,
+    empty_pg_database,
+    fixture_bytes,
+    fixture_json,
+    migrate_in_processes,
+    start_server,
+    stop_server,
+)
 from tests.pgbouncer import PgBouncer
 
 pytestmark = pytest.mark.fault
@@ -36,37 +40,16 @@ def bouncer(pg_server_url: str) -> Iterator[PgBouncer]:
 
 @pytest.fixture
 async def fresh_pg(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"hg_bouncer_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_server_url.rpartition('/')[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with empty_pg_database(pg_server_url, "hg_bouncer") as url:
+        yield url
 
 
 async def test_everything_works_behind_pgbouncer_in_transaction_mode(
     bouncer: PgBouncer, fresh_pg: str
 ) -> None:
     url = bouncer.url(fresh_pg)
-    env = {**os.environ, "DATABASE_URL": url, "DATABASE_PGBOUNCER": "1", "LOG_LEVEL": "WARNING"}
-    migrations = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "migrate",
-            env=env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    for process in migrations:
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
+    for status, _, err in await migrate_in_processes(2, DATABASE_URL=url, DATABASE_PGBOUNCER="1"):
+        assert status == 0, err
 
     db = await connect(url, pgbouncer=True)
     workspace = await create_workspace(db, "Acme", WorkspaceOptions())

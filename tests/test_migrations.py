@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from sql import connect
 from sql.migrations import discover
-from tests.conftest import ROOT, rows
+from tests.conftest import empty_pg_database, migrate_in_processes, rows
 
 EXPECTED_TABLES = {
     "workspaces",
@@ -41,14 +36,8 @@ async def fresh_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"hg_mig_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_server_url.rpartition('/')[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with empty_pg_database(pg_server_url, "hg_mig") as url:
+        yield url
 
 
 async def _tables(url: str) -> set[str]:
@@ -75,26 +64,9 @@ async def test_applying_twice_applies_nothing_the_second_time(fresh_url: str) ->
 
 
 async def test_two_processes_migrating_at_once_leave_one_consistent_schema(fresh_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": fresh_url, "LOG_LEVEL": "WARNING"}
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "migrate",
-            env=env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    results = await asyncio.wait_for(
-        asyncio.gather(*(p.communicate() for p in processes)), timeout=60
-    )
-    for process, (out, err) in zip(processes, results, strict=True):
-        assert process.returncode == 0, err.decode()
-        assert b"schema is at version" in out
+    for status, out, err in await migrate_in_processes(2, DATABASE_URL=fresh_url):
+        assert status == 0, err
+        assert "schema is at version" in out
     assert await _tables(fresh_url) >= EXPECTED_TABLES
     recorded = await rows(fresh_url, "SELECT version FROM schema_migrations ORDER BY version")
     dialect = "sqlite" if fresh_url.startswith("sqlite") else "postgres"
