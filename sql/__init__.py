@@ -1,6 +1,6 @@
 """The database port: named queries over asyncpg (PostgreSQL) and aiosqlite (SQLite)."""
 
-from sql.database import Connection, Database, Row, connect
+from sql.database import Connection, Database, Row, connect, database_now
 from sql.errors import ConstraintViolation, DatabaseError, DatabaseUnavailable, is_connection_lost
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "DatabaseUnavailable",
     "Row",
     "connect",
+    "database_now",
     "is_connection_lost",
 ]

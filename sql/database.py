@@ -8,6 +8,7 @@ Rows come back as plain dicts; timestamps as aware UTC datetimes and booleans as
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -57,3 +58,15 @@ async def connect(
     return await PostgresDatabase.open(
         url, pool_size=pool_size, statement_cache=not pgbouncer, timeout_s=timeout_s
     )
+
+
+async def database_now(db: Connection) -> dt.datetime:
+    """The database's clock, as an aware UTC datetime on both backends (SQLite's ``now()``
+    comes back as the stored text)."""
+    row = await db.fetch_one("database_now")
+    assert row is not None
+    value = row["now"]
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    assert isinstance(value, dt.datetime)
+    return value.astimezone(dt.UTC)

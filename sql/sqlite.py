@@ -44,6 +44,15 @@ sqlite3.register_converter("TIMESTAMP", _convert_timestamp)
 sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b""))
 
 
+def _database_now_plus(seconds: float) -> str:
+    """SQLite's ``now_plus(seconds)`` (and, with 0, ``now()``): the database's clock, in the
+    stored timestamp format.  PostgreSQL has ``now()`` built in and ``now_plus`` from migration
+    005, so statements that compare leases and expiries with the database's clock are written
+    once for both dialects.  (On SQLite the database is a local file: its clock is this
+    machine's.)"""
+    return _adapt_datetime(dt.datetime.now(_UTC) + dt.timedelta(seconds=seconds))
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
@@ -91,6 +100,8 @@ async def _open_connection(path: str, timeout_s: float, *, readonly: bool) -> ai
         detect_types=sqlite3.PARSE_DECLTYPES,
     )
     conn.row_factory = _dict_row  # type: ignore[assignment]  # aiosqlite types it narrowly
+    await conn.create_function("now", 0, lambda: _database_now_plus(0.0))
+    await conn.create_function("now_plus", 1, _database_now_plus)
     await conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     await conn.execute("PRAGMA foreign_keys = ON")
     if readonly:

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from gateway.workspaces import WorkspaceOptions, create_workspace
-from sql import ConstraintViolation, Database
+from sql import ConstraintViolation, Database, database_now
 from sql.errors import UnknownQuery
 from sql.queries import compile_query, parse
 
@@ -22,6 +22,15 @@ async def test_rows_are_dicts_with_aware_utc_datetimes_and_bools(db: Database) -
     assert row["created_at"].utcoffset() == dt.timedelta(0)
     assert await db.fetch_one("get_workspace", id="ws_missing") is None
     assert [r["id"] for r in await db.fetch_all("list_workspaces")] == [created.id]
+
+
+async def test_the_database_clock_is_an_aware_utc_datetime_on_both_backends(db: Database) -> None:
+    before = dt.datetime.now(dt.UTC)
+    now = await database_now(db)
+    after = dt.datetime.now(dt.UTC)
+    assert now.utcoffset() == dt.timedelta(0)
+    # Same machine, so the database's clock reads the same time as this one, within a second.
+    assert before - dt.timedelta(seconds=1) <= now <= after + dt.timedelta(seconds=1)
 
 
 async def test_execute_returns_the_rows_changed(db: Database) -> None:
