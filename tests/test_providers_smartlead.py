@@ -1,5 +1,6 @@
 """SmartLead: replies keyed on the reply's Message-ID (never stats_id alone), sends on stats_id,
-bounces, lead category updates, and the secret_key inside the body."""
+bounces, lead category updates, a name from to_name only when it is the lead's, and the
+secret_key inside the body."""
 
 from __future__ import annotations
 
@@ -117,6 +118,54 @@ async def test_reply_variants_legacy_ids_and_several_replies_to_one_email(
         },
     ]
     assert await count(settings.database_url, "leads") == 1
+
+
+async def test_to_name_names_the_lead_only_when_to_email_is_the_leads(
+    client: AppClient, secured: CreatedWorkspace, settings: Settings
+) -> None:
+    """On a reply, to_email/to_name can be the workspace's own sender: the lead keeps its name."""
+    lead = "nina.costa@woodgrove.example.com"
+    sent = {
+        "event_type": "EMAIL_SENT",
+        "secret_key": SECRET,
+        "campaign_id": 9202,
+        "stats_id": "5f0e1d2c-3b4a-4958-8776-a5b4c3d2e1f0",
+        "from_email": "alia@send.acme-mail.example.com",
+        "to_email": lead,
+        "to_name": "Nina Costa",
+        "subject": "Woodgrove and the Q3 rollout",
+        "sent_message": {"message_id": "<s1@send.acme-mail.example.com>", "text": "Hi Nina"},
+        "event_timestamp": "2026-03-10T09:00:00+00:00",
+    }
+    reply_to_sender = {
+        "event_type": "EMAIL_REPLY",
+        "secret_key": SECRET,
+        "campaign_id": 9202,
+        "stats_id": "5f0e1d2c-3b4a-4958-8776-a5b4c3d2e1f0",
+        "sl_lead_email": lead,
+        "from_email": lead,
+        "to_email": "alia@send.acme-mail.example.com",
+        "to_name": "Alia Romero",
+        "subject": "Re: Woodgrove and the Q3 rollout",
+        "reply_message": {"message_id": "<r1@mail.woodgrove.example.com>", "text": "Thursday?"},
+        "event_timestamp": "2026-03-11T10:30:00+00:00",
+    }
+    renamed = {
+        **reply_to_sender,
+        "to_email": lead.upper(),
+        "to_name": "Nina Costa-Reyes",
+        "reply_message": {"message_id": "<r2@mail.woodgrove.example.com>", "text": "Or Friday"},
+    }
+    names = []
+    for payload in (sent, reply_to_sender, renamed):
+        assert (await post(client, secured, payload)).status_code == 200
+        [row] = await rows(settings.database_url, "SELECT email, first_name, last_name FROM leads")
+        names.append((row["email"], row["first_name"], row["last_name"]))
+    assert names == [
+        (lead, "Nina", "Costa"),
+        (lead, "Nina", "Costa"),  # not renamed "Alia Romero"
+        (lead, "Nina", "Costa-Reyes"),
+    ]
 
 
 async def test_bounce_and_lead_category_updates(

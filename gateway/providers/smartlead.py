@@ -6,7 +6,9 @@ last resort to ``stats_id`` with ``event_timestamp``: several replies to one ema
 ``stats_id``, so it is never a key alone).  ``EMAIL_SENT`` / ``FIRST_EMAIL_SENT`` are keyed
 ``smartlead:sent:<stats_id>`` (one send, one key, so the pair is stored once), ``EMAIL_BOUNCE``
 ``smartlead:<bounce Message-ID>``.  ``LEAD_CATEGORY_UPDATED`` and ``LEAD_UNSUBSCRIBED`` update the
-lead's status and store no message.  All keys live in ``webhook_dedupe_key``.
+lead's status and store no message.  All keys live in ``webhook_dedupe_key``.  The lead's name
+comes from ``lead_name``, or from ``to_name`` only when ``to_email`` is the lead's own address
+(on a reply it can be the workspace's sender).
 
 Auth: the URL token, and the ``secret_key`` SmartLead puts in every body, which must match the
 workspace's SmartLead secret (compared in constant time) when one is configured.
@@ -112,7 +114,12 @@ def _lead(payload: Payload, *, status: str | None = None, interested: bool = Fal
     address = fields.email(fields.opt_text(payload, *_LEAD_EMAIL))
     if address is None:
         raise ParseError(f"no lead email: one of {', '.join(_LEAD_EMAIL)} is needed")
-    first, last = fields.name_parts(fields.opt_text(payload, "to_name", "lead_name"))
+    # to_name names whoever to_email is: the lead on a send, possibly our own sender on a reply.
+    addressed_to_lead = fields.email(fields.opt_text(payload, "to_email")) == address
+    name = fields.opt_text(payload, "lead_name") or (
+        fields.opt_text(payload, "to_name") if addressed_to_lead else None
+    )
+    first, last = fields.name_parts(name)
     return Lead(
         email=address,
         first_name=fields.opt_text(payload, "lead_data.first_name") or first,
