@@ -39,6 +39,19 @@ def _lookup(parent: dict[str, Any], key: str) -> Any:
     return value
 
 
+_LOOSE_KEY = re.compile(r"[\s_\-]")
+
+
+def loose(parent: dict[str, Any]) -> dict[str, Any]:
+    """``parent`` with its keys lower-cased and without spaces, ``_`` or ``-``, for fields whose
+    spelling the sender chose (``First_name``, ``firstName`` and ``first name`` are all
+    ``firstname``).  Where two keys read alike, the first wins."""
+    found: dict[str, Any] = {}
+    for key, value in parent.items():
+        found.setdefault(_LOOSE_KEY.sub("", key).lower(), value)
+    return found
+
+
 def opt_text(parent: Any, *keys: str) -> str | None:
     """The first of ``keys`` (dotted for nested: ``reply_message.message_id``) holding a
     non-empty string or number, as stripped text without NUL characters."""

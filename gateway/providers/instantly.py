@@ -1,13 +1,20 @@
 """Instantly (API v2 webhooks).
 
-Flat payloads with ``event_type`` and the lead's custom fields merged at top level (unknown keys
-are normal).  There is no event id: ``reply_received`` / ``auto_reply_received`` are keyed
-``instantly:<event_type>:<email_id>:<timestamp>`` (``email_id`` names the sent email, and one
-email can draw several replies; ``timestamp`` is fixed per occurrence, not per retry), and
-``email_sent`` ``instantly:email_sent:<email_id>``.  Without those fields the key falls back to a
-hash of the lead, subject and normalised body.  ``lead_*`` events (``lead_interested``, …) update
-the lead's status and store no message.  Legacy names ``type``, ``contact_email`` and
-``contact_name`` are read as aliases.
+Flat payloads with ``event_type`` and the lead's custom fields merged at top level: unknown keys
+are normal, spelt as the workspace chose (``firstName``, ``First_name`` and ``first_name`` are
+read as one field).  There is no event id.  ``timestamp`` is fixed per occurrence (not per
+retry) and ``email_id`` names an email that can draw several replies, so replies are keyed
+``instantly:reply:<email_id>:<timestamp>`` and sends ``instantly:email_sent:<email_id>``.
+Without them the key is ``instantly:<reply|email>:`` + a hash of the lead, subject, normalised
+body, ``timestamp`` and ``step``: a later follow-up step with the same subject and no body is
+another message.
+
+``reply_received`` and ``auto_reply_received`` share their keys: both classify an inbound email,
+so one email reported as both (the same ``email_id`` and ``timestamp``) is one message, stored
+under the event that came first; two emails are never one, their timestamps differ.
+
+``lead_*`` events (``lead_interested``, …) update the lead's status and store no message.
+Legacy names ``type``, ``contact_email`` and ``contact_name`` are read as aliases.
 
 Auth: the URL token (``?token=`` or Bearer), or the ``X-Hookgate-Secret`` header set at webhook
 creation, compared with the workspace's Instantly secret.
@@ -21,12 +28,17 @@ from gateway.providers.base import Delivery, Payload, Provider, token_or_header
 
 NAME = "instantly"
 
-# event_type -> (direction, body fields best first, subject field and fallback-key prefix)
+# event_type -> (direction, body fields best first, subject field and key prefix)
 _MESSAGES = {
     "reply_received": ("inbound", ("reply_text", "reply_html", "reply_text_snippet"), "reply"),
     "auto_reply_received": ("inbound", ("reply_text", "reply_html", "reply_text_snippet"), "reply"),
     "email_sent": ("outbound", ("email_text", "email_html"), "email"),
 }
+# Lead fields, by their name with case, "_", "-" and spaces ignored (``fields.loose``).
+_FIRST_NAME = ("firstname", "leadfirstname")
+_LAST_NAME = ("lastname", "leadlastname")
+_COMPANY = ("companyname", "company")
+_TITLE = ("jobtitle",)
 
 
 def parse(payload: Payload, delivery: Delivery) -> Event:
@@ -47,10 +59,10 @@ def parse(payload: Payload, delivery: Delivery) -> Event:
     if email_id is not None and kind == "email_sent":
         key = f"instantly:{kind}:{email_id}"
     elif email_id is not None and sent is not None:
-        key = f"instantly:{kind}:{email_id}:{sent}"
+        key = f"instantly:{prefix}:{email_id}:{sent}"
     else:
-        # A reply and an auto-reply may report the same mail: one content hash for both.
-        digest = fields.digest(lead.email, subject, fields.normalised_body(body))
+        step = fields.opt_text(payload, "step")
+        digest = fields.digest(lead.email, subject, fields.normalised_body(body), sent, step)
         key = f"instantly:{prefix}:{digest}"
     return Message(
         event=kind,
@@ -71,12 +83,13 @@ def _lead(payload: Payload, status: str | None = None, *, interested: bool = Fal
     if address is None:
         raise ParseError("no lead email: lead_email (or contact_email) is needed")
     first, last = fields.name_parts(fields.opt_text(payload, "contact_name"))
+    merged = fields.loose(payload)
     return Lead(
         email=address,
-        first_name=fields.opt_text(payload, "firstName", "first_name") or first,
-        last_name=fields.opt_text(payload, "lastName", "last_name") or last,
-        company=fields.opt_text(payload, "companyName", "company_name"),
-        title=fields.opt_text(payload, "jobTitle", "job_title"),
+        first_name=fields.opt_text(merged, *_FIRST_NAME) or first,
+        last_name=fields.opt_text(merged, *_LAST_NAME) or last,
+        company=fields.opt_text(merged, *_COMPANY),
+        title=fields.opt_text(merged, *_TITLE),
         status=status,
         interested=interested,
     )
