@@ -13,6 +13,9 @@ for the first:
 - unknown (``error_class`` set): a timeout, a connection error, any other HTTP status (a wrong
   API key is our problem, not the account's) or an unreadable body.  Callers must not treat
   these as disconnected.
+
+An account that answers also says whose it is: ``own_id`` is the owner's LinkedIn member id
+(``connection_params.im.id``), the ``attendee_provider_id`` of the messages the owner sends.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class AccountCheck:
     reason: str | None = None
     error_class: str | None = None
     error: str | None = None
+    own_id: str | None = None  # the owner's LinkedIn member id, when the account says it
 
 
 class UnipileClient:
@@ -84,10 +88,11 @@ class UnipileClient:
         statuses = _source_statuses(account)
         if not statuses:
             return AccountCheck(False, None, "invalid_response", "the account has no status")
+        own_id = _own_id(account)
         for status in statuses:
             if status != "OK":
-                return AccountCheck(False, f"status:{status}")
-        return AccountCheck(True)
+                return AccountCheck(False, f"status:{status}", own_id=own_id)
+        return AccountCheck(True, own_id=own_id)
 
     async def send_message(self, chat_id: str, text: str) -> SendResult:
         """``POST /api/v1/chats/{chat_id}/messages`` (multipart ``text``).  Never retried."""
@@ -127,3 +132,11 @@ def _source_statuses(account: Any) -> list[str]:
             return found
     status = account.get("status")
     return [str(status)] if isinstance(status, str) else []
+
+
+def _own_id(account: dict[str, Any]) -> str | None:
+    """The owner's LinkedIn member id: ``connection_params.im.id`` of a messaging account."""
+    params = account.get("connection_params")
+    im = params.get("im") if isinstance(params, dict) else None
+    own = im.get("id") if isinstance(im, dict) else None
+    return own.strip() or None if isinstance(own, str) else None

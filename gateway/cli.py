@@ -64,6 +64,7 @@ def cmd_workspace_create(settings: Settings, args: argparse.Namespace) -> int:
         ghl_location_id=args.ghl_location_id,
         ghl_public_key=args.ghl_public_key,
         unipile_account_id=args.unipile_account_id,
+        unipile_own_id=args.unipile_own_id,
         unipile_secret=args.unipile_secret,
         smartlead_secret=args.smartlead_secret,
         instantly_secret=args.instantly_secret,
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ghl-location-id")
     create.add_argument("--ghl-public-key", help="GoHighLevel Ed25519 public key (PEM or base64)")
     create.add_argument("--unipile-account-id")
+    create.add_argument(
+        "--unipile-own-id",
+        help="the account owner's LinkedIn member id (ACoA…), for messages that do not say "
+        "who sent them; learnt by the health check when UNIPILE_API_KEY is set",
+    )
     create.add_argument("--unipile-secret", help="value of the Unipile-Auth header")
     create.add_argument("--smartlead-secret", help="the secret_key SmartLead puts in its bodies")
     create.add_argument("--instantly-secret", help="value of the X-Hookgate-Secret header")

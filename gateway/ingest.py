@@ -93,6 +93,8 @@ class Message:
     delivery_id: str | None = None
     # The provider's conversation a reply must go to (Unipile chat_id), kept for sending drafts.
     thread_id: str | None = None
+    # What this delivery says about the workspace's set-up (``gateway.notices``).
+    notices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.key_column not in IDENTITY_COLUMNS:
@@ -136,6 +138,7 @@ class Outcome:
     deduped: bool = False
     ignored: bool = False
     job_due: bool = False  # a post-process job was enqueued (or a dead one revived)
+    notices: tuple[str, ...] = ()  # the message's, for the route to record once it is stored
 
     def answer(self) -> dict[str, Any]:
         if self.message_id is None:
@@ -334,10 +337,13 @@ async def ingest_delivery(
     """What a live delivery and a quarantine replay share: the provider's parser, then
     ``ingest``.  Raises ``ParseError`` when the parser, or the lead it names, cannot be read."""
     event = provider.parse(payload, delivery)
-    return await ingest(
+    outcome = await ingest(
         db,
         delivery.workspace["id"],
         event,
         now=delivery.received_at,
         max_attempts=delivery.settings.job_max_attempts,
     )
+    if isinstance(event, Message) and event.notices:
+        outcome = dataclasses.replace(outcome, notices=event.notices)
+    return outcome

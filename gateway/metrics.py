@@ -24,8 +24,15 @@ class Metrics:
         )
         self.quarantined = Counter(
             "hookgate_quarantined_total",
-            "Deliveries answered 202 because no parser could read them (kept for replay)",
+            "Deliveries no parser could read, kept for replay (answered 202, or 200 to Unipile)",
             ["provider"],
+            registry=self.registry,
+        )
+        self.ghl_undated_workflow_sms = Counter(
+            "hookgate_ghl_undated_workflow_sms_total",
+            "GoHighLevel workflow SMS without Custom Data Date and Time (identical replies from "
+            "one contact are merged), by workspace",
+            ["workspace"],
             registry=self.registry,
         )
 

@@ -35,6 +35,8 @@ class Runtime:
     # Called after a commit that made a job due; the in-process scheduler sets it to wake its
     # runner at once instead of at the next poll (a process without one keeps the no-op).
     job_due: Callable[[], None] = no_wakeup
+    # When this process last marked each (workspace id, notice) (``gateway.notices``).
+    notice_marks: dict[tuple[str, str], dt.datetime] = dataclasses.field(default_factory=dict)
 
 
 @asynccontextmanager

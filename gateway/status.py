@@ -6,11 +6,12 @@ same token in constant time.  The cookie is signed with itsdangerous (keyed by t
 so changing the token logs every browser out), HttpOnly, SameSite=Strict, limited to ``/status``
 and valid for ``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothing else.
 
-What it shows: each workspace's integration banners (with the day's alert and the repeats it
-suppressed), queue depth and dead jobs by type, dedupe hits, cron runs (last start and end,
-outcome, when a breaker last opened), recent alerts sent and suppressed, context packs, and
-pending quarantined deliveries.  Dedupe hits are not stored anywhere: the page reads this
-process's Prometheus counter (``hookgate_dedupe_hits_total``, by provider, since it started).
+What it shows: each workspace's set-up warnings (``gateway.notices``) and integration banners
+(with the day's alert and the repeats it suppressed), queue depth and dead jobs by type, dedupe
+hits, cron runs (last start and end, outcome, when a breaker last opened), recent alerts sent and
+suppressed, context packs, and pending quarantined deliveries.  Dedupe hits are not stored
+anywhere: the page reads this process's Prometheus counter (``hookgate_dedupe_hits_total``, by
+provider, since it started).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from starlette.templating import Jinja2Templates
 from gateway.admin import require_admin
 from gateway.api import banner
 from gateway.integrations import alert_day, alert_kind
+from gateway.notices import workspace_warnings
 from gateway.quarantine import pending_deliveries
 from gateway.runtime import Runtime
 from gateway.settings import PROVIDERS
@@ -139,7 +141,12 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
     for row in await db.fetch_all("integration_banners", limit=1000):
         entry = workspaces.setdefault(
             row["workspace_id"],
-            {"id": row["workspace_id"], "name": row["workspace_name"], "integrations": []},
+            {
+                "id": row["workspace_id"],
+                "name": row["workspace_name"],
+                "warnings": workspace_warnings(row, now),
+                "integrations": [],
+            },
         )
         if row["integration"] is None:
             continue

@@ -4,7 +4,7 @@ Order matters and is the contract: the size limit, the token and the provider's 
 come before any write; the body is parsed only once the sender is known to be the workspace's
 provider.  Then the provider's parser normalises the delivery and ``gateway.ingest`` stores it.
 A JSON object the parser cannot read is kept raw in the quarantine (``gateway.quarantine``) and
-answered 202, for replay once the parser is fixed.
+answered 202 (200 to Unipile, which retries anything else), for replay once the parser is fixed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
+from gateway.notices import record_notices
 from gateway.providers import PROVIDERS, Delivery, Provider
 from gateway.quarantine import QuarantineFull, quarantine_delivery
 from gateway.runtime import Runtime
@@ -70,7 +71,7 @@ async def receive(request: Request) -> Response:
     if body.get("quarantined"):
         runtime.metrics.webhooks.labels(provider.name, "quarantined").inc()
         runtime.metrics.quarantined.labels(provider.name).inc()
-        return json_response(202, body)
+        return json_response(provider.quarantine_status, body)
     outcome = "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored"
     runtime.metrics.webhooks.labels(provider.name, outcome).inc()
     if outcome == "deduped":
@@ -114,6 +115,8 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
         raise Rejected(409, str(exc)) from None
     if outcome.job_due:
         runtime.job_due()
+    if outcome.notices:
+        await record_notices(runtime, workspace, outcome.notices)
     return outcome.answer()
 
 

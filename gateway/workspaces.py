@@ -49,6 +49,9 @@ class WorkspaceOptions:
     ghl_location_id: str | None = None
     ghl_public_key: str | None = None
     unipile_account_id: str | None = None
+    # The account owner's LinkedIn member id, for Unipile payloads that do not say who sent a
+    # message (the health check learns it from the account API when an API key is set).
+    unipile_own_id: str | None = None
     unipile_secret: str | None = None
     smartlead_secret: str | None = None
     instantly_secret: str | None = None
@@ -85,6 +88,7 @@ async def create_workspace(db: Database, name: str, options: WorkspaceOptions) -
         ghl_location_id=options.ghl_location_id,
         ghl_public_key=options.ghl_public_key,
         unipile_account_id=options.unipile_account_id,
+        unipile_own_id=options.unipile_own_id,
         unipile_secret_hash=_optional_hash(options.unipile_secret),
         smartlead_secret_hash=_optional_hash(options.smartlead_secret),
         instantly_secret_hash=_optional_hash(options.instantly_secret),

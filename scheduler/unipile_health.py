@@ -53,6 +53,10 @@ async def check_unipile_health(runtime: Runtime) -> CronResult:
                 },
             )
             return result
+        if result.own_id is not None:  # who the owner is, for payloads that do not say
+            await runtime.db.execute(
+                "learn_unipile_own_id", id=workspace["id"], own_id=result.own_id
+            )
         await record_integration_status(
             runtime.db,
             workspace["id"],

@@ -224,16 +224,25 @@ def chat_completion(
     }
 
 
+UNIPILE_OWNER_ID = "ACoAAB1xYzSamCarterExampleId0001"  # the fixtures' account_info.user_id
+
+
 def unipile_account(
-    status: str = "OK", account_id: str = "dfXlh46vQYCsMbVarumWlg"
+    status: str = "OK",
+    account_id: str = "dfXlh46vQYCsMbVarumWlg",
+    owner_id: str = UNIPILE_OWNER_ID,
 ) -> dict[str, Any]:
-    """A Unipile ``GET /api/v1/accounts/{id}`` body whose messaging source has ``status``."""
+    """A Unipile ``GET /api/v1/accounts/{id}`` body whose messaging source has ``status``, for
+    the LinkedIn member ``owner_id`` (``connection_params.im.id``)."""
     return {
         "object": "Account",
         "type": "LINKEDIN",
         "id": account_id,
         "name": "Sam Carter",
         "created_at": "2026-01-05T09:12:00.000Z",
+        "connection_params": {
+            "im": {"id": owner_id, "publicIdentifier": "sam-carter-example", "username": "Sam"}
+        },
         "sources": [{"id": f"{account_id}_MESSAGING", "status": status}],
     }
 

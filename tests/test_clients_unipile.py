@@ -10,7 +10,7 @@ import pytest
 from clients.http import HttpPolicy, RetryPolicy
 from clients.unipile import AccountCheck, UnipileClient
 from tests.conftest import fixture_json
-from tests.fakes import FakeServer, Reply, closed_port_url, unipile_account
+from tests.fakes import UNIPILE_OWNER_ID, FakeServer, Reply, closed_port_url, unipile_account
 
 ACCOUNT = "dfXlh46vQYCsMbVarumWlg"
 ACCOUNT_PATH = f"/api/v1/accounts/{ACCOUNT}"
@@ -28,7 +28,7 @@ def unipile_at(url: str, http: HttpPolicy, api_key: str = "unipile-test-key") ->
 
 async def test_an_ok_account_is_connected(fake_unipile: FakeServer, http: HttpPolicy) -> None:
     check = await unipile_at(fake_unipile.url, http).check_account(ACCOUNT)
-    assert check == AccountCheck(True)
+    assert check == AccountCheck(True, own_id=UNIPILE_OWNER_ID)
     (seen,) = fake_unipile.requests("GET", ACCOUNT_PATH)
     assert seen.headers["X-API-KEY"] == "unipile-test-key"
 
@@ -48,7 +48,20 @@ async def test_a_status_other_than_ok_is_disconnected(
 ) -> None:
     fake_unipile.script("GET", ACCOUNT_PATH, Reply(json=unipile_account("CREDENTIALS")))
     check = await unipile_at(fake_unipile.url, http).check_account(ACCOUNT)
-    assert check == AccountCheck(False, "status:CREDENTIALS")
+    assert check == AccountCheck(False, "status:CREDENTIALS", own_id=UNIPILE_OWNER_ID)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [None, {}, {"im": None}, {"im": {"id": 42}}, {"im": {"id": " "}}, {"mail": {"id": "a@b.c"}}],
+)
+async def test_an_account_that_does_not_name_its_owner_is_still_read(
+    fake_unipile: FakeServer, http: HttpPolicy, params: object
+) -> None:
+    body = {**unipile_account(), "connection_params": params}
+    fake_unipile.script("GET", ACCOUNT_PATH, Reply(json=body))
+    check = await unipile_at(fake_unipile.url, http).check_account(ACCOUNT)
+    assert check == AccountCheck(True, own_id=None)
 
 
 async def test_a_401_about_our_api_key_says_nothing_about_the_account(

@@ -121,6 +121,7 @@ def _workspace_params(workspace_id: str) -> dict[str, object]:
             "ghl_location_id",
             "ghl_public_key",
             "unipile_account_id",
+            "unipile_own_id",
             "unipile_secret_hash",
             "smartlead_secret_hash",
             "instantly_secret_hash",

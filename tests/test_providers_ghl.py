@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx2
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -361,3 +362,299 @@ async def test_database_unreachable_is_429_for_ghl(tmp_path: Path) -> None:
             assert answer.json()["retryable"] is True
             again = await post(client, workspace, encode(fixture_json(INBOUND)))
             assert again.json()["deduped"] is False
+
+
+LOCATION = "Lq8Vn3Zt6Hc1Wm5Kx9Pb"
+LEAD_PHONE = "+15555550177"
+OUR_NUMBER = "+15555550100"
+
+
+def sms_event(kind: str, **changes: Any) -> dict[str, Any]:
+    """A marketplace SMS event as the docs' examples show it: no messageId (nor
+    emailMessageId), no webhookId."""
+    inbound = kind == "InboundMessage"
+    payload: dict[str, Any] = {
+        "type": kind,
+        "locationId": LOCATION,
+        "attachments": [],
+        "body": "Sounds good, talk then",
+        "contactId": "Ct5Rq2Wx8Zn1Lp4Kv7Hs",
+        "contentType": "text/plain",
+        "conversationId": "Cv9Nb3Mx6Qa2Ws5Ed8Rf",
+        "dateAdded": "2026-03-06T17:05:09.000Z",
+        "direction": "inbound",  # the docs' OutboundMessage example says inbound too
+        "messageType": "SMS",
+        "status": "delivered",
+        "from": LEAD_PHONE if inbound else OUR_NUMBER,
+        "to": OUR_NUMBER if inbound else LEAD_PHONE,
+    }
+    if not inbound:
+        payload |= {"userId": "Us3Ty6Ui9Op2As5Df8Gh", "source": "app"}
+    payload.update(changes)
+    return payload
+
+
+async def test_an_inbound_and_an_outbound_sms_alike_in_all_but_direction_are_two_messages(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    inbound, outbound = sms_event("InboundMessage"), sms_event("OutboundMessage")
+    answers = [await post(client, workspace, encode(p)) for p in (inbound, outbound)]
+    again = [await post(client, workspace, encode(p)) for p in (outbound, inbound)]
+    assert [a.json()["deduped"] for a in answers + again] == [False, False, True, True]
+    assert [a.json()["message_id"] for a in again] == [2, 1]
+    stored = await rows(
+        settings.database_url,
+        "SELECT m.direction, m.body, l.phone FROM messages m JOIN leads l ON l.id = m.lead_id "
+        "ORDER BY m.id",
+    )
+    assert stored == [
+        {"direction": "inbound", "body": "Sounds good, talk then", "phone": LEAD_PHONE},
+        {"direction": "outbound", "body": "Sounds good, talk then", "phone": LEAD_PHONE},
+    ]
+    jobs = await rows(settings.database_url, "SELECT message_id FROM background_jobs")
+    assert jobs == [{"message_id": 1}]
+
+
+def contact_workflow(**changes: Any) -> dict[str, Any]:
+    """A workflow webhook that posts the contact and no message ("tag added", "payment
+    received"): the standard contact data, the workflow, maybe some Custom Data."""
+    payload: dict[str, Any] = {
+        "contact_id": "Ct5Rq2Wx8Zn1Lp4Kv7Hs",
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "full_name": "Ana Silva",
+        "email": "ana.silva@fabrikam.example.com",
+        "phone": LEAD_PHONE,
+        "tags": "paid,q2",
+        "date_created": "2025-11-02T09:41:07.000Z",
+        "contact_type": "customer",
+        "location": {"id": LOCATION, "name": "Acme Outbound"},
+        "workflow": {"id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", "name": "Payment received"},
+        "triggerData": {},
+        "customData": {"Amount": "499.00", "Plan": "Pro"},
+    }
+    payload.update(changes)
+    return payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [contact_workflow(), contact_workflow(customData={}), contact_workflow(customData=None)],
+    ids=["custom-data", "empty-custom-data", "no-custom-data"],
+)
+async def test_a_workflow_that_carries_no_message_is_ignored(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings, payload: dict[str, Any]
+) -> None:
+    answer = await post(client, workspace, encode(payload))
+    assert (answer.status_code, answer.json()) == (
+        200,
+        {"success": True, "ignored": True, "event": "workflow:no_message"},
+    )
+    for table in ("messages", "leads", "webhook_quarantine", "alerts", "background_jobs"):
+        assert await count(settings.database_url, table) == 0, table
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (contact_workflow(message={"type": 2}), "message.body"),
+        (contact_workflow(message={"type": 2, "body": "  "}), "message.body"),
+        (contact_workflow(message=None), "message.body"),
+        (contact_workflow(customData={"Message": ""}), "message.body"),
+    ],
+    ids=["no-body", "blank-body", "null-message", "empty-custom-message"],
+)
+async def test_a_message_whose_body_cannot_be_read_is_quarantined(
+    client: AppClient,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    payload: dict[str, Any],
+    error: str,
+) -> None:
+    answer = await post(client, workspace, encode(payload))
+    assert answer.status_code == 202 and answer.json()["quarantined"] is True
+    [kept] = await rows(settings.database_url, "SELECT provider, error FROM webhook_quarantine")
+    assert kept["provider"] == "ghl" and error in kept["error"]
+    assert await count(settings.database_url, "alerts", "kind = 'quarantine'") == 1
+    assert await count(settings.database_url, "messages") == 0
+
+
+async def test_message_shaped_events_are_never_dropped_silently(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    untyped_sms = sms_event("InboundMessage", messageType=None, body="Can we move it to 4?")
+    untyped_email = sms_event(
+        "InboundMessage",
+        messageType="",
+        body="Please send the deck",
+        subject="Re: Deck",
+        **{"from": "Ana Silva <Ana.Silva@fabrikam.example.com>", "to": ["sam@acme.example.com"]},
+    )
+    untyped_other = sms_event(
+        "InboundMessage", messageType=None, body="hola", **{"from": "fb-psid-4839201928374"}
+    )
+    answers = [
+        await post(client, workspace, encode(p))
+        for p in (untyped_sms, untyped_email, untyped_other)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 202]
+    assert [a.json().get("event") for a in answers[:2]] == ["InboundMessage", "InboundMessage"]
+    stored = await rows(
+        settings.database_url,
+        "SELECT m.channel, m.subject, m.body, l.phone, l.email FROM messages m "
+        "JOIN leads l ON l.id = m.lead_id ORDER BY m.id",
+    )
+    assert stored == [
+        {
+            "channel": "sms",
+            "subject": None,
+            "body": "Can we move it to 4?",
+            "phone": LEAD_PHONE,
+            "email": None,
+        },
+        {
+            "channel": "email",
+            "subject": "Re: Deck",
+            "body": "Please send the deck",
+            "phone": None,  # an email lead: the contact id stays with the SMS lead
+            "email": "ana.silva@fabrikam.example.com",
+        },
+    ]
+    [kept] = await rows(settings.database_url, "SELECT error FROM webhook_quarantine")
+    assert "no messageType" in kept["error"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "event"),
+    [
+        ({"messageType": "CALL", "body": None, "callDuration": 42}, "InboundMessage:CALL"),
+        ({"messageType": "VoiceMail", "body": None}, "InboundMessage:VoiceMail"),
+        ({"messageType": "FB", "from": "fb-psid-1"}, "InboundMessage:FB"),
+        ({"messageType": "Live Chat"}, "InboundMessage:Live Chat"),
+        ({"type": "ContactTagUpdate", "tags": ["hot"]}, "ContactTagUpdate"),
+        ({"type": "LCEmailStats", "event": "opened"}, "LCEmailStats"),
+    ],
+    ids=["call", "voicemail", "facebook", "live-chat", "tag", "email-open"],
+)
+async def test_only_events_known_not_to_be_messages_are_ignored(
+    client: AppClient,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    changes: dict[str, Any],
+    event: str,
+) -> None:
+    answer = await post(client, workspace, encode(sms_event("InboundMessage", **changes)))
+    assert answer.json() == {"success": True, "ignored": True, "event": event}
+    for table in ("messages", "leads", "webhook_quarantine"):
+        assert await count(settings.database_url, table) == 0, table
+
+
+def reply(body: str, date: str | None, time: str | None, **changes: Any) -> dict[str, Any]:
+    """A "Customer Replied" workflow delivery whose Custom Data holds the message and, when
+    given, the event's date and time as the README's ``{{right_now.…}}`` fields render them."""
+    custom = {"Message": body, "Phone Number": "+15555550142"}
+    custom |= {"Date": date, "Time": time} if date is not None and time is not None else {}
+    return workflow(message={"type": 2, "body": body}, customData=custom, **changes)
+
+
+async def test_identical_replies_days_apart_are_two_messages_only_with_date_and_time(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    dated = [reply("Yes", "2026-3-2", "9:15:07"), reply("Yes", "2026-3-9", "16:02:41")]
+    undated = [reply("Yes", None, None), reply("Yes", None, None)]
+    answers = [await post(client, workspace, encode(p)) for p in dated + undated]
+    assert [a.json()["deduped"] for a in answers] == [False, False, False, True]
+    assert await count(settings.database_url, "messages") == 3
+
+
+async def status_page(client: AppClient) -> str:
+    page = await client.http.get("/status", headers={"Authorization": "Bearer admin-test-token"})
+    assert page.status_code == 200
+    return page.text
+
+
+def warnings_on(page: str, workspace: CreatedWorkspace) -> int:
+    return page.count(f'class="banner warning" data-workspace="{workspace.id}"')
+
+
+async def marks(settings: Settings) -> dict[str, dt.datetime | None]:
+    [row] = await rows(
+        settings.database_url,
+        "SELECT ghl_undated_workflow_sms_at, ghl_workflow_sms_at, ghl_marketplace_sms_at "
+        "FROM workspaces",
+    )
+    return {k: None if v is None else utc(v) for k, v in row.items()}
+
+
+async def test_undated_workflow_sms_are_counted_marked_durably_and_shown(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    runtime = client.app.state.runtime
+    start = dt.datetime.now(dt.UTC)
+    runtime.clock = lambda: start
+    await post(client, workspace, encode(reply("Dated", "2026-3-4", "10:22:09")))
+    assert warnings_on(await status_page(client), workspace) == 0
+    assert (await marks(settings))["ghl_undated_workflow_sms_at"] is None
+
+    bodies = [f"Reply {i}" for i in range(20)]
+    answers = await asyncio.gather(
+        *(post(client, workspace, encode(reply(b, None, None))) for b in bodies)
+    )
+    assert [a.json()["deduped"] for a in answers] == [False] * 20
+    scraped = (await client.http.get("/metrics")).text
+    assert f'hookgate_ghl_undated_workflow_sms_total{{workspace="{workspace.id}"}} 20.0' in scraped
+    marked = (await marks(settings))["ghl_undated_workflow_sms_at"]
+    assert marked is not None and abs((marked - start).total_seconds()) < 60
+    page = await status_page(client)
+    assert warnings_on(page, workspace) == 1
+    assert "identical replies from one contact are merged" in page
+    assert "{{right_now.hour}}:{{right_now.minute}}:{{right_now.second}}" in page
+
+    # While the mark is fresh the hot path writes nothing: a mark made old behind this process's
+    # back stays old until an hour has passed, then the next undated delivery refreshes it.
+    old = start - dt.timedelta(days=8)
+    await set_marks(settings, old)
+    await post(client, workspace, encode(reply("Later", None, None)))
+    assert (await marks(settings))["ghl_undated_workflow_sms_at"] == old
+    assert warnings_on(await status_page(client), workspace) == 0  # faded after a week
+    runtime.clock = lambda: start + dt.timedelta(hours=2)
+    await post(client, workspace, encode(reply("Much later", None, None)))
+    refreshed = (await marks(settings))["ghl_undated_workflow_sms_at"]
+    assert refreshed is not None and refreshed > old + dt.timedelta(days=7)
+    assert warnings_on(await status_page(client), workspace) == 1
+
+
+async def set_marks(settings: Settings, when: dt.datetime) -> None:
+    """Every notice mark of every workspace set to ``when``, straight through the driver."""
+    marks = ("ghl_undated_workflow_sms_at", "ghl_workflow_sms_at", "ghl_marketplace_sms_at")
+    if settings.database_url.startswith("sqlite:///"):
+        conn = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+        try:  # the port's adapter stores the datetime as it stores its own
+            conn.execute(
+                f"UPDATE workspaces SET {', '.join(f'{m} = ?' for m in marks)}", [when] * 3
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    pg = await asyncpg.connect(settings.database_url)
+    try:
+        await pg.execute(f"UPDATE workspaces SET {', '.join(f'{m} = $1' for m in marks)}", when)
+    finally:
+        await pg.close()
+
+
+async def test_a_location_that_sends_both_shapes_is_warned_of_doubled_sms(
+    client: AppClient, workspace: CreatedWorkspace, db: Database, settings: Settings
+) -> None:
+    marketplace_only = await create_workspace(db, "Marketplace only", WorkspaceOptions())
+    await post(client, marketplace_only, encode(fixture_json(INBOUND)))
+    await post(client, workspace, encode(reply("Yes", "2026-3-4", "10:22:09")))
+    page = await status_page(client)
+    assert warnings_on(page, workspace) == 0 and warnings_on(page, marketplace_only) == 0
+    # The same SMS, now in the marketplace shape too: a second row, and the warning.
+    answer = await post(client, workspace, encode(fixture_json(INBOUND)))
+    assert answer.json()["deduped"] is False
+    page = await status_page(client)
+    assert warnings_on(page, workspace) == 1 and warnings_on(page, marketplace_only) == 0
+    assert "each SMS is stored twice" in page

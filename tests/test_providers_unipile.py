@@ -1,18 +1,24 @@
-"""Unipile: message_received in both directions (keyed on message_id), account status into
-integration_health, the Unipile-Auth header, other accounts ignored, exactly 200."""
+"""Unipile: message_received in both directions (keyed on message_id, the owner known from the
+payload or from the workspace), account status into integration_health, the Unipile-Auth
+header, other accounts ignored, exactly 200 (quarantined deliveries too)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any
 
 from gateway.ingest import Lead, Message, store_message
 from gateway.integrations import record_integration_status
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
+from scheduler.crons import CronService
 from sql import Database
 from tests.conftest import AppClient, count, encode, fixture_json, rows, utc
+from tests.crons_support import cron_runtime, cron_settings
+from tests.fakes import UNIPILE_OWNER_ID, FakeServer
+from tests.test_cli import hookgate
 
 INBOUND = "unipile/message_received_inbound.json"
 STATUS = "unipile/account_status_credentials.json"
@@ -136,10 +142,123 @@ async def test_variants_missing_optional_fields_unicode_and_other_events(
     no_sender = {**minimal, "sender": None, "message_id": "x"}
     answer = await post(client, workspace, no_sender)
     # Authenticated but unreadable: quarantined for replay, never a message.
-    assert answer.status_code == 202 and answer.json()["quarantined"] is True
+    assert answer.json()["quarantined"] is True
     [kept] = await rows(settings.database_url, "SELECT error FROM webhook_quarantine")
     assert "attendee_provider_id" in kept["error"]
     assert await count(settings.database_url, "messages") == 1
+
+
+async def test_a_quarantined_delivery_is_answered_exactly_200(
+    client: AppClient, db: Database, settings: Settings
+) -> None:
+    """Unipile re-sends anything but a 200 five times: a kept delivery is answered 200, by
+    header or by token, and its re-sends find the row already kept."""
+    workspace = await create_workspace(db, "H", WorkspaceOptions(unipile_secret="hdr-secret"))
+    unreadable = encode(
+        {"event": "message_received", "message_id": "m-9", "message": "hi", "sender": {}}
+    )
+    by_header = await client.http.post(
+        f"/webhooks/unipile/{workspace.id}",
+        content=unreadable,
+        headers={"Unipile-Auth": "hdr-secret"},
+    )
+    by_token = await client.http.post(client.url("unipile", workspace), content=unreadable)
+    assert (by_header.status_code, by_token.status_code) == (200, 200)
+    assert by_header.json() == by_token.json()
+    assert by_header.json()["quarantined"] is True and by_header.json()["success"] is True
+    [kept] = await rows(settings.database_url, "SELECT id, provider FROM webhook_quarantine")
+    assert by_header.json()["delivery_id"] == kept["id"] and kept["provider"] == "unipile"
+    assert await count(settings.database_url, "messages") == 0
+    # The other providers keep 202 for the same case.
+    smartlead = await client.http.post(
+        client.url("smartlead", workspace), content=encode({"event_type": "EMAIL_REPLY"})
+    )
+    assert smartlead.status_code == 202 and smartlead.json()["quarantined"] is True
+
+
+def v1_message(message_id: str, sender_id: str, text: str) -> dict[str, Any]:
+    """A v1 ``message_received`` with neither ``account_info`` nor ``is_sender``: nothing in it
+    says whether the account's owner wrote it."""
+    owner = {
+        "attendee_id": "att-own",
+        "attendee_name": "Sam Carter",
+        "attendee_provider_id": OWN_ID,
+    }
+    lead = {
+        "attendee_id": "att-lead",
+        "attendee_name": "Jordan Lee",
+        "attendee_provider_id": LEAD_ID,
+    }
+    return {
+        "account_id": "dfXlh46vQYCsMbVarumWlg",
+        "account_type": "LINKEDIN",
+        "event": "message_received",
+        "chat_id": "chat-v1",
+        "timestamp": "2026-03-05T08:00:00.000Z",
+        "webhook_name": "gateway-messaging",
+        "message_id": message_id,
+        "message": text,
+        "sender": owner if sender_id == OWN_ID else lead,
+        "attendees": [lead],
+    }
+
+
+async def stored_directions(settings: Settings) -> list[dict[str, Any]]:
+    return await rows(
+        settings.database_url,
+        "SELECT m.unipile_message_id AS id, m.direction, l.linkedin_id FROM messages m "
+        "JOIN leads l ON l.id = m.lead_id ORDER BY m.id",
+    )
+
+
+async def test_without_sender_details_the_workspaces_own_id_says_who_wrote(
+    client: AppClient, db: Database, settings: Settings
+) -> None:
+    workspace = await create_workspace(db, "Own", WorkspaceOptions(unipile_own_id=OWN_ID))
+    for payload in (
+        v1_message("v1-own", OWN_ID, "Hi Jordan, are you free Tuesday?"),
+        v1_message("v1-lead", LEAD_ID, "Tuesday works."),
+    ):
+        assert (await post(client, workspace, payload)).status_code == 200
+    assert await stored_directions(settings) == [
+        {"id": "v1-own", "direction": "outbound", "linkedin_id": LEAD_ID},
+        {"id": "v1-lead", "direction": "inbound", "linkedin_id": LEAD_ID},
+    ]
+    jobs = await rows(settings.database_url, "SELECT message_id FROM background_jobs")
+    assert jobs == [{"message_id": 2}]  # only the lead's message is post-processed
+    assert await count(settings.database_url, "leads") == 1  # the owner is never a lead
+
+
+async def test_the_health_check_learns_the_owners_id_for_the_webhook(
+    client: AppClient, db: Database, settings: Settings, fake_unipile: FakeServer
+) -> None:
+    workspace = await create_workspace(
+        db, "Learnt", WorkspaceOptions(unipile_account_id="dfXlh46vQYCsMbVarumWlg")
+    )
+    async with cron_runtime(cron_settings(settings.database_url, unipile=fake_unipile)) as runtime:
+        run = await CronService(runtime).run_now("unipile_health")
+    assert run.outcome == "ok"
+    [row] = await rows(settings.database_url, "SELECT unipile_own_id FROM workspaces")
+    assert row["unipile_own_id"] == UNIPILE_OWNER_ID == OWN_ID
+    await post(client, workspace, v1_message("v1-own", OWN_ID, "Following up on my note."))
+    assert await stored_directions(settings) == [
+        {"id": "v1-own", "direction": "outbound", "linkedin_id": LEAD_ID}
+    ]
+    assert await count(settings.database_url, "background_jobs") == 0
+
+
+async def test_workspace_create_takes_the_owners_id(client: AppClient, settings: Settings) -> None:
+    done = hookgate(
+        settings, "workspace", "create", "--name", "CLI", "--unipile-own-id", OWN_ID, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    url = json.loads(done.stdout)["webhooks"]["unipile"]
+    path = url.removeprefix("https://hooks.example.test")
+    own = await client.http.post(path, content=encode(v1_message("v1-own", OWN_ID, "Hello")))
+    assert own.status_code == 200
+    assert await stored_directions(settings) == [
+        {"id": "v1-own", "direction": "outbound", "linkedin_id": LEAD_ID}
+    ]
 
 
 async def test_account_status_writes_integration_health_keeping_since(

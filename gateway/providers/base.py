@@ -66,3 +66,6 @@ class Provider:
     verify_payload: Callable[[Payload, Delivery], bool] = accept_payload
     # The status that makes this provider retry later (GoHighLevel retries only a 429).
     retry_status: int = 503
+    # The answer to a delivery kept in the quarantine: accepted, not yet read.  A provider that
+    # retries anything but exactly 200 (Unipile) gets 200, or it re-sends what is already kept.
+    quarantine_status: int = 202

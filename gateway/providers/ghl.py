@@ -5,10 +5,21 @@ Two shapes arrive at one URL:
 - the workflow "Webhook" action (a "Customer Replied" trigger): flat contact fields,
   ``message{type, body}``, ``workflow{id}``, ``customData{…}`` and no message id.  It is keyed
   ``webhook_dedupe_key = "ghl_sms:" + sha256`` of the stable fields (workspace, contact id,
-  workflow id, date_created, customData Date/Time, the body normalised), never the receipt time;
+  workflow id, date_created, customData Date/Time, the body normalised), never the receipt time.
+  ``date_created`` is the contact's creation date, so only customData Date/Time (the event's
+  ``{{right_now.…}}`` merge fields, README) tell two identical replies apart: a delivery without
+  them carries the ``ghl_undated_workflow_sms`` notice (counted and shown per workspace).  A
+  workflow that posts no message at all (a "tag added" or "payment received" workflow) is
+  ignored;
 - the marketplace ``InboundMessage`` / ``OutboundMessage`` events, keyed on ``messageId``
-  (fallback ``emailMessageId``) in ``ghl_id``; direction comes from ``type`` (the docs' own
-  examples get ``direction`` wrong).  Their ``webhookId`` is remembered to refuse replays.
+  (fallback ``emailMessageId``, then a hash of the direction, conversation, time and body) in
+  ``ghl_id``; direction comes from ``type`` (the docs' own examples get ``direction`` wrong).
+  Their ``webhookId`` is remembered to refuse replays.  A message type hookgate does not store
+  (calls, voicemail, Facebook…) is ignored; an event with no message type is read as SMS or
+  email when its counterpart is a phone number or an address, and quarantined otherwise.
+
+Both shapes mark the workspace (``ghl_workflow_sms`` / ``ghl_marketplace_sms``) so that a
+location sending one inbound SMS twice, once in each shape, is shown on the status page.
 
 Auth: the URL token, plus ``X-GHL-Signature`` (Ed25519 over the raw body, base64) when the
 workspace has a public key; a signed delivery whose ``timestamp`` is further than
@@ -27,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.ingest import Channel, Event, Ignored, Lead, Message, ParseError
+from gateway.notices import MARKETPLACE_SMS, UNDATED_WORKFLOW_SMS, WORKFLOW_SMS
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider, token_auth
 
@@ -111,6 +123,9 @@ def parse(payload: Payload, delivery: Delivery) -> Event:
 
 
 def _workflow(payload: Payload, delivery: Delivery) -> Event:
+    custom = fields.opt_obj(payload, "customData")
+    if "message" not in payload and "Message" not in custom:
+        return Ignored("workflow:no_message")
     message_type = fields.opt_text(payload, "message.type")
     if message_type is not None and _CHANNELS.get(message_type.upper()) != "sms":
         return Ignored(f"workflow:{message_type}")
@@ -119,16 +134,18 @@ def _workflow(payload: Payload, delivery: Delivery) -> Event:
         raise ParseError("message.body (or customData.Message) is missing")
     contact_id = fields.opt_text(payload, "contact_id", "contactId")
     phone = fields.phone(fields.opt_text(payload, "phone", "customData.Phone Number"))
+    date, time = fields.opt_text(custom, "Date"), fields.opt_text(custom, "Time")
     key = fields.digest(
         delivery.workspace["id"],
         contact_id,
         fields.opt_text(payload, "workflow.id"),
         fields.opt_text(payload, "date_created"),
-        fields.opt_text(payload, "customData.Date"),
-        fields.opt_text(payload, "customData.Time"),
+        date,
+        time,
         fields.normalised_body(body),
     )
     first, last = fields.name_parts(fields.opt_text(payload, "full_name"))
+    undated = date is None or time is None
     return Message(
         event="workflow_sms",
         provider=NAME,
@@ -147,15 +164,25 @@ def _workflow(payload: Payload, delivery: Delivery) -> Event:
         # date_created is the contact's creation date and customData Date/Time carry no zone:
         # the receipt time is the best send time there is (and it never enters the key).
         sent_at=delivery.received_at,
+        notices=(WORKFLOW_SMS, UNDATED_WORKFLOW_SMS) if undated else (WORKFLOW_SMS,),
     )
 
 
 def _marketplace(kind: str, payload: Payload, delivery: Delivery) -> Event:
     direction = _MARKETPLACE[kind]
+    counterpart = _first(payload.get("from" if direction == "inbound" else "to"))
     channel_name = fields.opt_text(payload, "messageType", "messageTypeString", "messageTypeId")
-    channel = _CHANNELS.get((channel_name or "").upper())
-    if channel is None:
-        return Ignored(f"{kind}:{channel_name}")
+    if channel_name is not None:
+        channel = _CHANNELS.get(channel_name.upper())
+        if channel is None:  # a call, a voicemail, another channel: not a message hookgate keeps
+            return Ignored(f"{kind}:{channel_name}")
+    elif fields.phone(counterpart) is not None:
+        channel = "sms"
+    elif fields.email(counterpart) is not None:
+        channel = "email"
+    else:
+        side = "from" if direction == "inbound" else "to"
+        raise ParseError(f"no messageType, and {side} is neither a phone number nor an address")
     body = fields.opt_text(payload, "body")
     message_id = fields.opt_text(payload, "messageId", "emailMessageId")
     if message_id is not None:
@@ -165,9 +192,10 @@ def _marketplace(kind: str, payload: Payload, delivery: Delivery) -> Event:
         added = fields.opt_text(payload, "dateAdded")
         if conversation is None or added is None:
             raise ParseError("messageId, emailMessageId or conversationId with dateAdded needed")
-        digest = fields.digest(conversation, added, fields.normalised_body(body))
+        # The direction is part of the key: an inbound and an outbound SMS with the same text
+        # at the same time are two messages.
+        digest = fields.digest(kind, conversation, added, fields.normalised_body(body))
         key_column, key_value = "webhook_dedupe_key", f"ghl_msg:{digest}"
-    counterpart = _first(payload.get("from" if direction == "inbound" else "to"))
     contact_id = fields.opt_text(payload, "contactId")
     if channel == "sms":
         lead = _lead(phone=fields.phone(counterpart), contact_id=contact_id)
@@ -177,6 +205,7 @@ def _marketplace(kind: str, payload: Payload, delivery: Delivery) -> Event:
             email=address, ghl_contact_id=contact_id, key="email" if address else "ghl_contact_id"
         )
     webhook_id = fields.opt_text(payload, "webhookId")
+    inbound_sms = channel == "sms" and direction == "inbound"
     return Message(
         event=kind,
         provider=NAME,
@@ -189,6 +218,7 @@ def _marketplace(kind: str, payload: Payload, delivery: Delivery) -> Event:
         body=body,
         sent_at=fields.timestamp(payload.get("dateAdded")) or delivery.received_at,
         delivery_id=f"ghl:{webhook_id}" if webhook_id else None,
+        notices=(MARKETPLACE_SMS,) if inbound_sms else (),
     )
 
 

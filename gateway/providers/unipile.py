@@ -1,17 +1,21 @@
 """Unipile (LinkedIn through Unipile's v1 webhooks).
 
 ``message_received`` is keyed on ``message_id`` (``unipile_message_id``).  It reports messages
-sent as well as received: one whose sender is the account's own user
-(``sender.attendee_provider_id == account_info.user_id``, or ``is_sender``) is outbound, and its
-lead is the other attendee.  Messages hookgate itself sent come back this way and are dedupe hits
-on the row already stored.  The lead is found by the LinkedIn member id (``linkedin_id``).
+sent as well as received: one whose sender is the account's own user (``is_sender``, or
+``sender.attendee_provider_id`` equal to the owner's member id) is outbound, and its lead is the
+other attendee.  The owner's id is ``account_info.user_id`` when the payload carries it, else the
+workspace's ``unipile_own_id`` (learnt from the account API by the health check, or given at
+``workspace create``): v1 payloads without either would make the owner's own messages inbound
+leads.  Messages hookgate itself sent come back this way and are dedupe hits on the row already
+stored.  The lead is found by the LinkedIn member id (``linkedin_id``).
 
 Account status (``{"AccountStatus": {account_id, message}}``, the hosted-auth callback
 ``{status, account_id}`` and v2 ``account.status.*`` types) writes ``integration_health``.
 Other accounts than the workspace's (when configured) and other networks are ignored.
 
 Auth: the URL token, or the ``Unipile-Auth`` header chosen at webhook creation.  Unipile
-retries anything but exactly 200, which is what every success is answered with.
+retries anything but exactly 200, which is what every success is answered with, and a
+quarantined delivery too (``quarantined: true``): it is kept, a re-send would add nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def parse(payload: Payload, delivery: Delivery) -> Event:
     network = fields.opt_text(payload, "account_type", "account_info.type")
     if network is not None and network.upper() != "LINKEDIN":
         return Ignored(f"{event}:{network}")
-    own = fields.opt_text(payload, "account_info.user_id")
+    own = fields.opt_text(payload, "account_info.user_id") or delivery.workspace["unipile_own_id"]
     sender = fields.opt_obj(payload, "sender")
     outbound = fields.opt_bool(payload, "is_sender") or (
         own is not None and fields.opt_text(sender, "attendee_provider_id") == own
@@ -107,4 +111,6 @@ def _account_status(event: str, block: Payload, status: str | None, delivery: De
     )
 
 
-PROVIDER = Provider(name=NAME, parse=parse, authenticate=token_or_header("unipile-auth"))
+PROVIDER = Provider(
+    name=NAME, parse=parse, authenticate=token_or_header("unipile-auth"), quarantine_status=200
+)

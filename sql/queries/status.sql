@@ -5,8 +5,10 @@ SELECT integration, status, reason, since, last_error, checked_at, notified_stat
 FROM integration_health WHERE workspace_id = :workspace_id ORDER BY integration;
 
 -- name: integration_banners
--- Every workspace, with its integrations' state (none yet: one row of NULLs).
-SELECT w.id AS workspace_id, w.name AS workspace_name, h.integration, h.status, h.reason,
+-- Every workspace, with its notices' marks (gateway/notices.py) and its integrations' state
+-- (none yet: one row of NULLs).
+SELECT w.id AS workspace_id, w.name AS workspace_name, w.ghl_undated_workflow_sms_at,
+       w.ghl_workflow_sms_at, w.ghl_marketplace_sms_at, h.integration, h.status, h.reason,
        h.since, h.last_error, h.checked_at
 FROM workspaces w LEFT JOIN integration_health h ON h.workspace_id = w.id
 ORDER BY w.name, w.id, h.integration
