@@ -12,11 +12,12 @@ Two shapes arrive at one URL:
   workflow that posts no message at all (a "tag added" or "payment received" workflow) is
   ignored;
 - the marketplace ``InboundMessage`` / ``OutboundMessage`` events, keyed on ``messageId``
-  (fallback ``emailMessageId``, then a hash of the direction, conversation, time and body) in
-  ``ghl_id``; direction comes from ``type`` (the docs' own examples get ``direction`` wrong).
-  Their ``webhookId`` is remembered to refuse replays.  A message type hookgate does not store
-  (calls, voicemail, Facebook…) is ignored; an event with no message type is read as SMS or
-  email when its counterpart is a phone number or an address, and quarantined otherwise.
+  (fallback ``emailMessageId``) in ``ghl_id``, else on ``"ghl_msg:" + sha256`` of the direction,
+  conversation, time and body; direction comes from ``type`` (the docs' own examples get
+  ``direction`` wrong).  Their ``webhookId`` is remembered to refuse replays.  A message type
+  hookgate does not store (calls, voicemail, Facebook…) is ignored; an event with no message
+  type is read as SMS or email when its counterpart is a phone number or an address, and
+  quarantined otherwise.
 
 Both shapes mark the workspace (``ghl_workflow_sms`` / ``ghl_marketplace_sms``) so that a
 location sending one inbound SMS twice, once in each shape, is shown on the status page.
