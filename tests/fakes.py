@@ -228,12 +228,10 @@ UNIPILE_OWNER_ID = "ACoAAB1xYzSamCarterExampleId0001"  # the fixtures' account_i
 
 
 def unipile_account(
-    status: str = "OK",
-    account_id: str = "dfXlh46vQYCsMbVarumWlg",
-    owner_id: str = UNIPILE_OWNER_ID,
+    status: str = "OK", account_id: str = "dfXlh46vQYCsMbVarumWlg"
 ) -> dict[str, Any]:
-    """A Unipile ``GET /api/v1/accounts/{id}`` body whose messaging source has ``status``, for
-    the LinkedIn member ``owner_id`` (``connection_params.im.id``)."""
+    """A Unipile ``GET /api/v1/accounts/{id}`` body whose messaging source has ``status``, owned
+    by the LinkedIn member ``UNIPILE_OWNER_ID`` (``connection_params.im.id``)."""
     return {
         "object": "Account",
         "type": "LINKEDIN",
@@ -241,7 +239,11 @@ def unipile_account(
         "name": "Sam Carter",
         "created_at": "2026-01-05T09:12:00.000Z",
         "connection_params": {
-            "im": {"id": owner_id, "publicIdentifier": "sam-carter-example", "username": "Sam"}
+            "im": {
+                "id": UNIPILE_OWNER_ID,
+                "publicIdentifier": "sam-carter-example",
+                "username": "Sam",
+            }
         },
         "sources": [{"id": f"{account_id}_MESSAGING", "status": status}],
     }
