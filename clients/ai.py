@@ -7,6 +7,9 @@ ok|timeout|error, error, workspace) whatever its outcome, including a caller tha
 mid-call (``status=error``, ``error="cancelled"``, written under ``asyncio.shield``).  A row that
 cannot be written (database down) is logged, never raised: the answer is still useful.
 
+``json_object=True`` asks for OpenAI's JSON mode (``response_format={"type": "json_object"}``):
+the answer is one JSON object (the prompt must say which); reading it is the caller's job.
+
 Timeout: the smaller of ``AI_TIMEOUT_MS`` and what is left of the context's ``time_budget``.
 It is given to the SDK (per request) and also bounds the whole call with ``asyncio.timeout``,
 because the SDK's timeout applies per read, not to the call as a whole.
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import openai
+from openai.types.chat.completion_create_params import ResponseFormat
 
 from clients.context import ai_source, current_ai_source, remaining_budget, time_budget
 from clients.http import provider_error_type
@@ -102,7 +106,13 @@ class AIClient:
             await self._client.close()
 
     async def complete(
-        self, *, purpose: str, system: str, prompt: str, workspace_id: str | None
+        self,
+        *,
+        purpose: str,
+        system: str,
+        prompt: str,
+        workspace_id: str | None,
+        json_object: bool = False,
     ) -> AIResult:
         if self._client is None:
             return AIResult("disabled", error="OPENAI_API_KEY is unset")
@@ -116,7 +126,9 @@ class AIClient:
             result = AIResult("timeout", error="the time budget was spent", error_class="timeout")
         else:
             try:
-                result = await self._call(self._client, system, prompt, timeout_s, started)
+                result = await self._call(
+                    self._client, system, prompt, timeout_s, started, json_object
+                )
             except asyncio.CancelledError:
                 cancelled = AIResult(
                     "error", error="cancelled", error_class="cancelled", latency_ms=_ms(started)
@@ -133,7 +145,11 @@ class AIClient:
         prompt: str,
         timeout_s: float,
         started: float,
+        json_object: bool,
     ) -> AIResult:
+        response_format: ResponseFormat | openai.Omit = (
+            {"type": "json_object"} if json_object else openai.omit
+        )
         try:
             async with asyncio.timeout(timeout_s):
                 completion = await client.chat.completions.create(
@@ -142,6 +158,7 @@ class AIClient:
                         {"role": "system", "content": system},
                         {"role": "user", "content": prompt},
                     ],
+                    response_format=response_format,
                     timeout=timeout_s,
                 )
         except (TimeoutError, openai.APITimeoutError):

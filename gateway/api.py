@@ -6,7 +6,12 @@
   the new pack, or 200 with the workspace's open one (at most one is open at a time).
 - ``POST /api/drafts/{id}/send`` (admin token): send an AI draft (``scheduler.drafts``); 202 with
   the draft's one outbound message id, the same however often it is pressed; 404 for an unknown
-  draft, 422 for an SMS draft (no SMS sender exists).
+  draft, 422 for an SMS draft (no SMS sender exists).  The job is claimed at once by this
+  process's runner when it has a free slot (``Runtime.job_due``), not at its next poll.
+- ``POST /api/drafts/{id}/auto-send/cancel`` (admin token): stop the draft's scheduled auto-send
+  (``scheduler.auto_send``); 200 once it is cancelled (by this call or an earlier one), 409 when
+  there is nothing to stop (never scheduled, skipped, or too late: sending or sent), 404 for an
+  unknown draft.
 - ``POST /cron/{name}`` (``Authorization: Bearer $CRON_SECRET``, compared in constant time
   before anything touches the database): run a cron now and answer with its outcome; 409 when
   it is running already (here or on another replica); 401 for a wrong or missing secret, and
@@ -28,11 +33,21 @@ from gateway.admin import require_admin
 from gateway.runtime import Runtime
 from gateway.webhooks import RETRY_AFTER_S, json_response
 from scheduler.alerts import INTEGRATION_LABELS
+from scheduler.auto_send import cancel_auto_send, not_cancellable
 from scheduler.crons import CronBusy, CronService
 from scheduler.drafts import DraftNotSendable, queue_draft_send
 from sql import ConstraintViolation, Database, DatabaseUnavailable, Row
 
 OPEN_PACK_ATTEMPTS = 3
+CANCELLED_THROUGH_API = "cancelled through the admin API"
+
+
+def database_unavailable(exc: DatabaseUnavailable) -> Response:
+    return json_response(
+        503,
+        {"success": False, "error": f"database unavailable: {exc}", "retryable": True},
+        {"Retry-After": RETRY_AFTER_S},
+    )
 
 
 def banner(row: Row) -> dict[str, Any] | None:
@@ -126,13 +141,11 @@ async def send_draft(request: Request) -> Response:
     except DraftNotSendable as exc:
         return json_response(422, {"success": False, "error": str(exc)})
     except DatabaseUnavailable as exc:
-        return json_response(
-            503,
-            {"success": False, "error": f"database unavailable: {exc}", "retryable": True},
-            {"Retry-After": RETRY_AFTER_S},
-        )
+        return database_unavailable(exc)
     if queued is None:
         return json_response(404, {"success": False, "error": f"no draft {draft_id}"})
+    if queued.job_due:
+        runtime.job_due()
     return json_response(
         202,
         {
@@ -142,6 +155,25 @@ async def send_draft(request: Request) -> Response:
             "status": queued.status,
         },
     )
+
+
+async def cancel_draft_auto_send(request: Request) -> Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    runtime: Runtime = request.app.state.runtime
+    draft_id: int = request.path_params["id"]
+    try:
+        state = await cancel_auto_send(runtime.db, draft_id, reason=CANCELLED_THROUGH_API)
+    except DatabaseUnavailable as exc:
+        return database_unavailable(exc)
+    if state is None:
+        return json_response(404, {"success": False, "error": f"no draft {draft_id}"})
+    draft = {key: state[key] for key in ("status", "auto_send", "auto_send_reason")}
+    if (refused := not_cancellable(state)) is not None:
+        return json_response(
+            409, {"success": False, "error": refused, "draft_id": draft_id, **draft}
+        )
+    return json_response(200, {"success": True, "draft_id": draft_id, **draft})
 
 
 def _digest(secret: str) -> bytes:
@@ -170,11 +202,7 @@ async def run_cron(request: Request) -> Response:
     except CronBusy:
         return json_response(409, {"success": False, "error": f"cron {name} is running already"})
     except DatabaseUnavailable as exc:
-        return json_response(
-            503,
-            {"success": False, "error": f"database unavailable: {exc}", "retryable": True},
-            {"Retry-After": RETRY_AFTER_S},
-        )
+        return database_unavailable(exc)
     return json_response(200, {"success": run.outcome in ("ok", "skipped"), **run.as_dict()})
 
 
@@ -182,5 +210,6 @@ ROUTES = [
     Route("/api/workspaces/{id}/integrations", workspace_integrations, methods=["GET"]),
     Route("/api/workspaces/{id}/context-packs", request_context_pack, methods=["POST"]),
     Route("/api/drafts/{id:int}/send", send_draft, methods=["POST"]),
+    Route("/api/drafts/{id:int}/auto-send/cancel", cancel_draft_auto_send, methods=["POST"]),
     Route("/cron/{name}", run_cron, methods=["POST"]),
 ]

@@ -56,6 +56,8 @@ class Settings:
     unipile_base_url: str = ""
     unipile_api_key: str = ""
     emailbison_timeout_ms: int = 15000
+    auto_send_min_confidence: float = 0.9
+    auto_send_delay_s: int = 300
     unipile_timeout_ms: int = 15000
     slack_timeout_ms: int = 10000
     log_level: str = "INFO"
@@ -98,6 +100,7 @@ class Settings:
             "JOB_TIMEOUT_S": self.job_timeout_s,
             "DATABASE_TIMEOUT_S": self.database_timeout_s,
             "HOOKGATE_SHUTDOWN_GRACE_S": self.shutdown_grace_s,
+            "AUTO_SEND_DELAY_S": self.auto_send_delay_s,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -105,6 +108,11 @@ class Settings:
         if self.quarantine_max_per_hour < 0:  # 0: quarantine off (unreadable payloads get 400)
             raise SettingsError(
                 f"QUARANTINE_MAX_PER_HOUR must be 0 or more, got {self.quarantine_max_per_hour}"
+            )
+        if not 0 <= self.auto_send_min_confidence <= 1:
+            raise SettingsError(
+                "AUTO_SEND_MIN_CONFIDENCE must be between 0 and 1, "
+                f"got {self.auto_send_min_confidence}"
             )
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(

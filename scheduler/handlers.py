@@ -40,6 +40,10 @@ class JobContext:
         return self.deadline - time.monotonic()
 
 
+class JobDataError(RuntimeError):
+    """The job's data does not fit: retrying is unlikely to help, but the error is recorded."""
+
+
 Handler = Callable[[JobContext, Job], Awaitable[None]]
 
 

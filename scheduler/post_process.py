@@ -14,7 +14,10 @@ acting on the wrong row.  Then, in order:
    retried job reuses it) and on the lead.
 3. Draft a reply where the sentiment calls for one (``DRAFT_FOR``; purpose ``draft``): one
    ``ai_drafts`` row per message (``ON CONFLICT (message_id) DO NOTHING``); a message that has
-   one already is not drafted again.
+   one already is not drafted again.  The model answers in JSON mode with the reply and its
+   confidence that the reply can go out unread (``parse_draft``).  For a workspace with
+   auto-send on, ``scheduler.auto_send`` then decides, once, whether the draft sends itself
+   after ``AUTO_SEND_DELAY_S``.
 4. Tell the workspace's Slack channel about an interested lead (the provider flagged the reply,
    or the model classified it ``interested``).  ``messages.notified_at`` is claimed with an
    atomic update before the post, so of two runs only one posts; when Slack certainly did not
@@ -31,13 +34,17 @@ workspace without a channel skips step 4.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+
+import orjson
 
 from clients import Clients
 from clients.ai import AIClient, AIResult
 from gateway.ingest import POST_PROCESS_JOB
 from gateway.runtime import Runtime
-from scheduler.handlers import JobContext, register
+from scheduler.auto_send import consider_auto_send
+from scheduler.handlers import JobContext, JobDataError, register
 from scheduler.queue import Job
 from sql import Row
 
@@ -54,20 +61,24 @@ SENTIMENT_SYSTEM = (
 )
 DRAFT_SYSTEM = (
     "You write the sales rep's answer to a lead's reply. Be brief (at most 80 words), warm and "
-    "specific to what the lead wrote; answer their question or propose a time to talk. Write "
-    "the message body only: no subject line, no placeholders, no signature."
+    "specific to what the lead wrote; answer their question or propose a time to talk. No "
+    "subject line, no placeholders, no signature. Answer with a JSON object: "
+    '{"reply": "<the message body>", "confidence": <a number from 0 to 1: how sure you are '
+    "that this reply can be sent as it is, without a person reading it first>}."
 )
 # The most of a reply that goes into a prompt or a Slack message.
 PROMPT_BODY_CHARS = 4000
 SLACK_BODY_CHARS = 300
 
 
-class JobDataError(RuntimeError):
-    """The job's data does not fit: retrying is unlikely to help, but the error is recorded."""
-
-
 class ModelUnavailable(RuntimeError):
     """A model call timed out or failed: the job fails so that the runner retries it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DraftAnswer:
+    body: str
+    confidence: float | None  # the model's, in [0, 1]; None when it gave none it could mean
 
 
 def parse_sentiment(answer: str | None) -> str:
@@ -76,6 +87,25 @@ def parse_sentiment(answer: str | None) -> str:
     word = (answer or "").strip().strip(".!\"'`").strip().lower()
     word = word.replace("-", "_").replace(" ", "_")
     return word if word in SENTIMENTS else "neutral"
+
+
+def parse_draft(answer: str) -> DraftAnswer | None:
+    """The model's draft: a JSON object ``{"reply": …, "confidence": 0..1}``.  A plain-text
+    answer (an OpenAI-compatible model that ignores JSON mode) is the reply itself, with no
+    confidence, so it is never sent on its own; so is a confidence that is not a number in
+    [0, 1].  ``None`` for JSON that holds no reply."""
+    text = answer.strip()
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return DraftAnswer(text, None)
+    reply = parsed.get("reply") if isinstance(parsed, dict) else None
+    if not isinstance(reply, str) or not reply.strip():
+        return None
+    confidence = parsed.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        return DraftAnswer(reply.strip(), None)
+    return DraftAnswer(reply.strip(), float(confidence) if 0 <= confidence <= 1 else None)
 
 
 async def load_message(ctx: JobContext, job: Job, channel: str) -> Row:
@@ -144,13 +174,19 @@ def _model_answer(result: AIResult, job: Job, purpose: str, message: Row) -> str
         return result.text
     if result.status == "disabled":
         return None
+    _model_failed(job, purpose, message, f"{result.status}: {result.error}")
+    return None
+
+
+def _model_failed(job: Job, purpose: str, message: Row, error: str) -> None:
+    """Raises ``ModelUnavailable`` while the job has attempts left; on its last attempt logs,
+    and the step is skipped."""
     if job.attempts < job.max_attempts:
-        raise ModelUnavailable(f"{purpose} model call: {result.status}: {result.error}")
+        raise ModelUnavailable(f"{purpose} model call: {error}")
     log.warning(
         f"{purpose} skipped: the model failed on the job's last attempt",
-        extra=_extra(message, error=result.error),
+        extra=_extra(message, error=error),
     )
-    return None
 
 
 def _reply_text(message: Row) -> str:
@@ -192,17 +228,26 @@ async def draft_reply(runtime: Runtime, ai: AIClient, job: Job, message: Row) ->
     company = f" at {message['lead_company']}" if message["lead_company"] else ""
     prompt = f"The lead{f' {name}' if name else ''}{company} wrote:\n\n{_reply_text(message)}"
     result = await ai.complete(
-        purpose="draft", system=DRAFT_SYSTEM, prompt=prompt, workspace_id=message["workspace_id"]
+        purpose="draft",
+        system=DRAFT_SYSTEM,
+        prompt=prompt,
+        workspace_id=message["workspace_id"],
+        json_object=True,
     )
-    body = _model_answer(result, job, "draft", message)
-    if body is None:
+    answer = _model_answer(result, job, "draft", message)
+    if answer is None:
+        return None
+    draft = parse_draft(answer)
+    if draft is None:
+        _model_failed(job, "draft", message, "the answer is JSON without a reply")
         return None
     row = await runtime.db.fetch_one(
         "insert_ai_draft",
         workspace_id=message["workspace_id"],
         message_id=message["id"],
         lead_id=message["lead_id"],
-        body=body.strip(),
+        body=draft.body,
+        confidence=draft.confidence,
         now=runtime.clock(),
     )
     return None if row is None else int(row["id"])
@@ -261,6 +306,8 @@ async def post_process(ctx: JobContext, job: Job, channel: str) -> None:
     draft_id = None
     if sentiment in DRAFT_FOR:
         draft_id = await draft_reply(runtime, clients.ai, job, message)
+        if draft_id is not None:
+            await consider_auto_send(runtime, workspace, draft_id)
     if message["interested"] or sentiment == "interested":
         await notify_slack(runtime, clients, workspace, message, draft_id)
     log.info(

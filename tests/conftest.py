@@ -308,14 +308,17 @@ def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
 
 
 async def rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Run an inspection query straight through the driver (tests look at the real tables;
-    ``$1`` parameters are rewritten to ``?`` for SQLite)."""
+    """Run an inspection query straight through the driver (tests look at the real tables, and
+    may move a stored time with an UPDATE; ``$1`` parameters are rewritten to ``?`` for
+    SQLite)."""
     if database_url.startswith("sqlite:///"):
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
         conn.row_factory = sqlite3.Row
         try:
             cursor = conn.execute(re.sub(r"\$\d+", "?", sql), args)
-            return [dict(r) for r in cursor.fetchall()]
+            found = [dict(r) for r in cursor.fetchall()]
+            conn.commit()
+            return found
         finally:
             conn.close()
     pg = await asyncpg.connect(database_url)

@@ -24,7 +24,9 @@ Each matching request takes the next reply of the script; the last one repeats f
 request after it.  Paths match exactly or with ``*`` wildcards (``fnmatch``: ``*`` also spans
 ``/``).  A later ``script`` for a path wins over an earlier one and over the defaults.  A
 ``Reply`` has a ``status``, a ``json`` body (or raw ``body`` bytes), ``headers`` (e.g.
-``{"Retry-After": "1"}``) and a ``delay_s`` before the server answers.
+``{"Retry-After": "1"}``), a ``delay_s`` before the server answers, and ``before``: a coroutine
+function the server awaits before it answers (a test's ``asyncio.Event().wait`` holds the request
+until the test lets it go; a provider can post its webhook to the gateway first).
 
 What a fake saw: ``fake.seen`` (every ``SeenRequest``: method, path, query, headers, raw body,
 parsed ``json``, parsed ``form``, arrival time on the monotonic clock), ``fake.count(method,
@@ -40,7 +42,7 @@ import dataclasses
 import fnmatch
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,6 +59,7 @@ class Reply:
     body: bytes | None = None
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
+    before: Callable[[], Awaitable[object]] | None = None
 
     def response(self) -> web.Response:
         if self.body is not None:
@@ -185,6 +188,8 @@ class FakeServer:
             reply = route.next_reply()
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
+            if reply.before is not None:
+                await reply.before()
             return reply.response()
         finally:
             self.in_flight -= 1

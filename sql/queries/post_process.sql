@@ -35,8 +35,8 @@ UPDATE messages SET sentiment = :sentiment WHERE id = :id AND sentiment IS NULL;
 UPDATE leads SET sentiment = :sentiment, updated_at = :now WHERE id = :id;
 
 -- name: insert_ai_draft
-INSERT INTO ai_drafts (workspace_id, message_id, lead_id, body, status, created_at)
-VALUES (:workspace_id, :message_id, :lead_id, :body, 'draft', :now)
+INSERT INTO ai_drafts (workspace_id, message_id, lead_id, body, confidence, status, created_at)
+VALUES (:workspace_id, :message_id, :lead_id, :body, :confidence, 'draft', :now)
 ON CONFLICT (message_id) DO NOTHING
 RETURNING id;
 

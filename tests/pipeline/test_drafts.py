@@ -14,14 +14,17 @@ import pytest
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
-from tests.conftest import AppClient, count, fixture_json, rows
-from tests.crons_support import Clock
+from scheduler.drafts import SendInProgress
+from sql import database_now
+from tests.conftest import AppClient, count, fixture_json, rows, utc
+from tests.crons_support import Clock, eventually
 from tests.fakes import FakeServer, Reply
 from tests.pipeline.conftest import (
     DRAFT_TEXT,
     deliver,
     email_reply,
     jobs_of,
+    rerun_handler,
     run_jobs,
     script_model,
 )
@@ -29,6 +32,7 @@ from tests.pipeline.conftest import (
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 REPLY_PATH = "/api/replies/1608263/reply"
 CHAT_PATH = "/api/v1/chats/R8J-xM9WX7eoHLp6gSVtWQ/messages"
+LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 async def drafted(
@@ -150,7 +154,79 @@ async def test_unknown_send_outcome_is_left_for_a_human_never_resent(
     assert await count(settings.database_url, "messages", "sent_at IS NULL") == 1
 
 
-async def test_a_run_that_stopped_mid_send_is_not_sent_again(
+async def test_a_claim_still_holding_is_retried_later_and_one_past_its_hold_is_unknown(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    clock: Clock,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    await press_send(client, draft_id)
+    # As an earlier run leaves it while it is inside the provider call, or killed there.
+    await runtime.db.execute("claim_draft_send", id=draft_id, hold_s=600, auto=False)
+    [held_until] = await rows(settings.database_url, "SELECT sending_until FROM ai_drafts")
+    assert utc(held_until["sending_until"]) > await database_now(runtime.db)
+    await run_jobs(runtime)
+    assert (await draft_state(settings))["status"] == "sending"
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert (job["status"], job["attempts"]) == ("pending", 1)
+    assert job["last_error"].startswith("SendInProgress: draft")
+
+    # The claiming run never came back: its hold passes.
+    await rows(settings.database_url, "UPDATE ai_drafts SET sending_until = $1", LONG_AGO)
+    clock.advance(dt.timedelta(minutes=1))
+    await run_jobs(runtime)
+    state = await draft_state(settings)
+    assert state["status"] == "send_unknown" and "may have been sent" in state["last_error"]
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert job["status"] == "succeeded"
+    assert fake_emailbison.count("POST") == 0
+
+
+async def test_a_second_run_while_the_first_is_inside_the_call_sends_nothing(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    clock: Clock,
+    fake_openai: FakeServer,
+    fake_emailbison: FakeServer,
+) -> None:
+    answer = asyncio.Event()
+    sent = Reply(json={"data": {"success": True, "reply": {"id": 9001}}}, before=answer.wait)
+    fake_emailbison.script("POST", "/api/replies/*/reply", sent)
+    draft_id = await drafted(client, runtime, workspace, fake_openai)
+    message_id = (await press_send(client, draft_id)).json()["message_id"]
+    first = asyncio.create_task(
+        rerun_handler(runtime, "DRAFT_SEND", message_id, workspace.id), name="first run"
+    )
+    await fake_emailbison.wait_for_requests(len(fake_emailbison.seen) + 1)
+    assert fake_emailbison.count("POST", "/api/replies/*/reply") == 1  # the first is inside it
+
+    with pytest.raises(SendInProgress, match=f"draft {draft_id} is being sent by another run"):
+        await rerun_handler(runtime, "DRAFT_SEND", message_id, workspace.id)
+    await run_jobs(runtime)  # the queued job, run by the runner meanwhile: it backs off
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert (job["status"], job["attempts"]) == ("pending", 1)
+    assert (await draft_state(settings))["status"] == "sending"
+
+    answer.set()
+    await asyncio.wait_for(first, 10)
+    assert (await draft_state(settings))["status"] == "sent"
+    clock.advance(dt.timedelta(minutes=1))
+    await run_jobs(runtime)  # the retry finds it sent
+    [job] = await jobs_of(runtime, "DRAFT_SEND")
+    assert job["status"] == "succeeded"
+    assert fake_emailbison.count("POST", "/api/replies/*/reply") == 1
+
+
+@pytest.mark.parametrize(
+    "extra_env", [{"HOOKGATE_SCHEDULER": "1", "JOB_POLL_INTERVAL_MS": "600000"}]
+)
+async def test_pressing_send_wakes_the_runner_instead_of_waiting_for_its_poll(
     client: AppClient,
     runtime: Runtime,
     workspace: CreatedWorkspace,
@@ -158,14 +234,23 @@ async def test_a_run_that_stopped_mid_send_is_not_sent_again(
     fake_openai: FakeServer,
     fake_emailbison: FakeServer,
 ) -> None:
-    draft_id = await drafted(client, runtime, workspace, fake_openai)
-    await press_send(client, draft_id)
-    # As an earlier run leaves it when killed between its claim and the provider's answer.
-    await runtime.db.execute("claim_draft_send", id=draft_id)
-    await run_jobs(runtime)
-    state = await draft_state(settings)
-    assert state["status"] == "send_unknown" and "may have been sent" in state["last_error"]
-    assert fake_emailbison.count("POST") == 0
+    # The scheduler polls at its start and then every ten minutes; the webhook wakes it for the
+    # post-process job, and the press must wake it for the send.
+    script_model(fake_openai, "interested", DRAFT_TEXT)
+    await deliver(client, workspace, "emailbison", email_reply())
+
+    async def drafted_by_scheduler() -> bool:
+        return await count(settings.database_url, "ai_drafts") == 1
+
+    await eventually(drafted_by_scheduler, timeout_s=20)
+    [draft] = await rows(settings.database_url, "SELECT id FROM ai_drafts")
+    assert (await press_send(client, draft["id"])).status_code == 202
+
+    async def sent() -> bool:
+        return (await draft_state(settings))["status"] == "sent"
+
+    await eventually(sent, timeout_s=20)
+    assert fake_emailbison.count("POST", "/api/replies/*/reply") == 1
 
 
 async def test_a_refused_send_gives_the_claim_back_and_is_retried(
