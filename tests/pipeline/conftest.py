@@ -17,7 +17,7 @@ from scheduler.handlers import REGISTRY, JobContext
 from scheduler.queue import Job, list_jobs
 from scheduler.runner import JobRunner
 from sql import Database, Row
-from tests.conftest import AppClient, encode, fixture_json, make_settings
+from tests.conftest import AppClient, encode, fixture_json, make_settings, rows
 from tests.crons_support import Clock
 from tests.fakes import FakeServer, Reply, chat_completion
 
@@ -25,6 +25,7 @@ EMAIL_JOB = "EMAIL_INBOUND_POST_PROCESS"
 DRAFT_TEXT = "Hi Jordan, happy to send pricing. Does Tuesday at 10 work for a quick call?"
 REPLY_FIXTURE = "emailbison/lead_replied.json"
 UNIPILE_ACCOUNT = "dfXlh46vQYCsMbVarumWlg"
+ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 
 @pytest.fixture
@@ -116,3 +117,31 @@ async def rerun_handler(
     assert spec is not None
     job = Job(0, job_type, f"{job_type}:{message_id}", workspace_id, message_id, {}, 1, 5)
     await spec.handler(JobContext(runtime, "test-worker", float("inf")), job)
+
+
+async def drafted(
+    client: AppClient,
+    runtime: Runtime,
+    workspace: CreatedWorkspace,
+    openai: FakeServer,
+    provider: str = "emailbison",
+    payload: dict[str, Any] | None = None,
+    *,
+    draft_answer: str = DRAFT_TEXT,
+) -> int:
+    """Deliver an interested reply, run its post-process job, and return its draft's id (the
+    model drafts ``draft_answer``)."""
+    script_model(openai, "interested", draft_answer)
+    await deliver(client, workspace, provider, payload or email_reply())
+    await run_jobs(runtime)
+    [draft] = await rows(runtime.settings.database_url, "SELECT id FROM ai_drafts")
+    return int(draft["id"])
+
+
+async def press_send(client: AppClient, draft_id: int) -> Any:
+    return await client.http.post(f"/api/drafts/{draft_id}/send", headers=ADMIN)
+
+
+async def draft_state(settings: Settings) -> dict[str, Any]:
+    [draft] = await rows(settings.database_url, "SELECT status, last_error FROM ai_drafts")
+    return draft

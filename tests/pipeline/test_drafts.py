@@ -1,13 +1,12 @@
 """Sending AI drafts on both backends: ``POST /api/drafts/{id}/send`` through the ASGI app, the
 DRAFT_SEND job run by hand, the real EmailBison and Unipile clients against fakes on
 127.0.0.1.  Drafts come from the post-process job itself: its fixtures (settings, workspace,
-runtime, clock) are in tests/pipeline/conftest.py."""
+runtime, clock) and helpers are in tests/pipeline/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
 
 import pytest
 
@@ -22,42 +21,19 @@ from tests.fakes import FakeServer, Reply
 from tests.pipeline.conftest import (
     DRAFT_TEXT,
     deliver,
+    draft_state,
+    drafted,
     email_reply,
     jobs_of,
+    press_send,
     rerun_handler,
     run_jobs,
     script_model,
 )
 
-ADMIN = {"Authorization": "Bearer admin-test-token"}
 REPLY_PATH = "/api/replies/1608263/reply"
 CHAT_PATH = "/api/v1/chats/R8J-xM9WX7eoHLp6gSVtWQ/messages"
 LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-
-
-async def drafted(
-    client: AppClient,
-    runtime: Runtime,
-    workspace: CreatedWorkspace,
-    openai: FakeServer,
-    provider: str = "emailbison",
-    payload: dict[str, Any] | None = None,
-) -> int:
-    """Deliver an interested reply, run its post-process job, and return its draft's id."""
-    script_model(openai, "interested", DRAFT_TEXT)
-    await deliver(client, workspace, provider, payload or email_reply())
-    await run_jobs(runtime)
-    [draft] = await rows(runtime.settings.database_url, "SELECT id FROM ai_drafts")
-    return int(draft["id"])
-
-
-async def press_send(client: AppClient, draft_id: int) -> Any:
-    return await client.http.post(f"/api/drafts/{draft_id}/send", headers=ADMIN)
-
-
-async def draft_state(settings: Settings) -> dict[str, Any]:
-    [draft] = await rows(settings.database_url, "SELECT status, last_error FROM ai_drafts")
-    return draft
 
 
 async def test_send_pressed_twenty_times_at_once_sends_one_message_once(
