@@ -211,10 +211,8 @@ async def _auto_send_still_wanted(db: Database, message: Row, extra: dict[str, o
     if message["auto_send"] != "scheduled":
         log.info("auto-send not sent", extra=extra | {"auto_send": message["auto_send"]})
         return False
-    reason = None
-    if not message["workspace_auto_send"]:
-        reason = "auto-send was turned off for the workspace"
-    else:
+    reason: str | None = "auto-send was turned off for the workspace"
+    if message["workspace_auto_send"]:
         reason = await newer_reply(db, message["draft_id"])
     if reason is None:
         return True

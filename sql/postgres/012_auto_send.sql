@@ -12,5 +12,3 @@ ALTER TABLE ai_drafts ADD COLUMN auto_send text
 ALTER TABLE ai_drafts ADD COLUMN auto_send_reason text;
 ALTER TABLE ai_drafts ADD COLUMN auto_send_at timestamptz;
 ALTER TABLE ai_drafts ADD COLUMN auto_send_decided_at timestamptz;
-CREATE INDEX ai_drafts_auto_send_scheduled ON ai_drafts (auto_send_at)
-    WHERE auto_send = 'scheduled';

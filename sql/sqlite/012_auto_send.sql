@@ -12,5 +12,3 @@ ALTER TABLE ai_drafts ADD COLUMN auto_send TEXT
 ALTER TABLE ai_drafts ADD COLUMN auto_send_reason TEXT;
 ALTER TABLE ai_drafts ADD COLUMN auto_send_at TIMESTAMP;
 ALTER TABLE ai_drafts ADD COLUMN auto_send_decided_at TIMESTAMP;
-CREATE INDEX ai_drafts_auto_send_scheduled ON ai_drafts (auto_send_at)
-    WHERE auto_send = 'scheduled';
