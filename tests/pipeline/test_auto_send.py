@@ -418,3 +418,21 @@ async def test_never_for_outbound_messages_or_echoes(
     assert await count(settings.database_url, "ai_drafts") == 0
     assert await count(settings.database_url, "background_jobs") == 0
     assert fake_openai.count("POST") == 0
+
+
+async def test_a_json_answer_without_a_reply_is_a_failed_model_call(
+    client: AppClient,
+    runtime: Runtime,
+    auto_workspace: CreatedWorkspace,
+    settings: Settings,
+    fake_openai: FakeServer,
+) -> None:
+    script_model(fake_openai, "interested", json.dumps({"confidence": 0.99}))
+    await deliver(client, auto_workspace, "emailbison", email_reply())
+    await run_jobs(runtime)
+    [job] = await jobs_of(runtime, EMAIL_JOB)
+    assert job["status"] == "pending"  # retried with backoff, like a model that timed out
+    assert job["last_error"] == (
+        "ModelUnavailable: draft model call: the answer is JSON without a reply"
+    )
+    assert await count(settings.database_url, "ai_drafts") == 0
