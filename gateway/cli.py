@@ -11,8 +11,8 @@ from gateway import logs, quarantine_cli
 from gateway.commands import print_json
 from gateway.settings import Settings, SettingsError
 from gateway.workspaces import WorkspaceOptions, create_workspace, list_workspaces
+from scheduler import alerts_cli, cron_cli, drafts_cli
 from scheduler import cli as scheduler_cli
-from scheduler import cron_cli, drafts_cli
 from sql import Database, DatabaseError, connect
 from sql.migrations import discover
 
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine_cli.add_commands(commands)  # deliveries list|show|replay|discard
     cron_cli.add_commands(commands)  # packs create, crons list|run
     drafts_cli.add_commands(commands)  # drafts list|cancel|auto-send
+    alerts_cli.add_commands(commands)  # alerts list|resend
 
     workspace = commands.add_parser("workspace", help="create and list workspaces")
     ws_commands = workspace.add_subparsers(dest="workspace_command", required=True)

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 PROVIDERS = ("emailbison", "ghl", "unipile", "smartlead", "instantly")
+# One Slack post's attempts: the first and two rate-limit retries (clients/slack.py), so a whole
+# post takes at most this many SLACK_TIMEOUT_MS.
+SLACK_POST_ATTEMPTS = 3
 
 
 class SettingsError(ValueError):
@@ -45,6 +48,7 @@ class Settings:
     context_pack_max_run_s: int = 3600
     unipile_health_interval_s: int = 900
     alerts_send_interval_s: int = 30
+    alert_claim_stale_s: float = 300.0
     quarantine_max_per_hour: int = 1000
     quarantine_retention_days: int = 30
     openai_api_key: str = ""
@@ -96,6 +100,7 @@ class Settings:
             "CONTEXT_PACK_RETRY_BASE_MS": self.context_pack_retry_base_ms,
             "CONTEXT_PACK_MAX_RUN_S": self.context_pack_max_run_s,
             "ALERTS_SEND_INTERVAL_S": self.alerts_send_interval_s,
+            "ALERT_CLAIM_STALE_S": self.alert_claim_stale_s,
             "QUARANTINE_RETENTION_DAYS": self.quarantine_retention_days,
             "JOB_TIMEOUT_S": self.job_timeout_s,
             "DATABASE_TIMEOUT_S": self.database_timeout_s,
@@ -113,6 +118,12 @@ class Settings:
             raise SettingsError(
                 "AUTO_SEND_MIN_CONFIDENCE must be between 0 and 1, "
                 f"got {self.auto_send_min_confidence}"
+            )
+        if self.alert_claim_stale_s <= self.slack_post_bound_s:
+            raise SettingsError(
+                "ALERT_CLAIM_STALE_S must be longer than one Slack post can take "
+                f"({SLACK_POST_ATTEMPTS} x SLACK_TIMEOUT_MS = {self.slack_post_bound_s:g} s), "
+                f"got {self.alert_claim_stale_s:g}"
             )
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(
@@ -134,6 +145,11 @@ class Settings:
     def slack_timeout_s(self) -> float:
         """``SLACK_TIMEOUT_MS`` clamped to [1 s, 60 s]."""
         return min(max(self.slack_timeout_ms, 1000), 60000) / 1000
+
+    @property
+    def slack_post_bound_s(self) -> float:
+        """The longest one Slack post may take, rate-limit waits included."""
+        return SLACK_POST_ATTEMPTS * self.slack_timeout_s
 
     @property
     def ai_timeout_s(self) -> float:

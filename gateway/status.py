@@ -8,10 +8,11 @@ and valid for ``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothin
 
 What it shows: each workspace's set-up warnings (``gateway.notices``) and integration banners
 (with the day's alert and the repeats it suppressed), queue depth and dead jobs by type, dedupe
-hits, cron runs (last start and end, outcome, when a breaker last opened), recent alerts sent and
-suppressed, context packs, and pending quarantined deliveries.  Dedupe hits are not stored
-anywhere: the page reads this process's Prometheus counter (``hookgate_dedupe_hits_total``, by
-provider, since it started).
+hits, cron runs (last start and end, outcome, when a breaker last opened), recent alerts with
+their outcome (an ``unknown`` one with the command that re-sends it), interested-lead
+notifications of unknown outcome, context packs, and pending quarantined deliveries.  Dedupe hits
+are not stored anywhere: the page reads this process's Prometheus counter
+(``hookgate_dedupe_hits_total``, by provider, since it started).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gateway.quarantine import pending_deliveries
 from gateway.runtime import Runtime
 from gateway.settings import PROVIDERS
 from scheduler.crons import CronService
+from scheduler.lead_notifications import unknown_notifications
 
 COOKIE = "hookgate_status"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -125,6 +127,7 @@ class StatusContext:
     dedupe_hits: list[dict[str, Any]]
     crons: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    unknown_notifications: list[dict[str, Any]]
     packs: list[dict[str, Any]]
     quarantine: list[dict[str, Any]]
 
@@ -205,6 +208,7 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
         dedupe_hits=dedupe,
         crons=cron_rows,
         alerts=alerts,
+        unknown_notifications=await unknown_notifications(db, limit=20),
         packs=await db.fetch_all("recent_context_packs", limit=10),
         quarantine=await pending_deliveries(db, limit=20),
     )

@@ -10,11 +10,11 @@ A lead with an item is finished, so a rerun skips it: packs are resumable at any
 
 Failures:
 - a lost database connection (the P1001 class, ``sql.is_connection_lost``) retries that step
-  with exponential backoff from ``CONTEXT_PACK_RETRY_BASE_MS``; after
-  ``CONTEXT_PACK_BREAKER_THRESHOLD`` consecutive such failures (across all of the run's steps)
-  the circuit breaker opens: the run ends early with one error log line
-  (``context_pack_breaker_open``), leads in flight are abandoned unwritten, and the next tick
-  starts over from the finished leads;
+  with exponential backoff from ``CONTEXT_PACK_RETRY_BASE_MS``; when one step has failed
+  ``CONTEXT_PACK_BREAKER_THRESHOLD`` times in a row (each step, so each lead worker, counts its
+  own: a blip shorter than a step's retry budget never opens it) the circuit breaker opens: the
+  run ends early with one error log line (``context_pack_breaker_open``), leads in flight are
+  abandoned unwritten, and the next tick starts over from the finished leads;
 - any other error (the model timed out or failed, a bad row) fails that lead's item, not the run.
 """
 
@@ -44,6 +44,7 @@ MAX_PACKS_PER_RUN = 20
 CONVERSATION_MESSAGES = 30
 MESSAGE_CHARS = 1500
 RETRY_CAP_S = 10.0
+MIN_JITTER = 0.5  # a backoff waits between half and all of its nominal delay
 
 SYSTEM_PROMPT = (
     "You summarise one sales lead's conversation for an insights report. In at most five "
@@ -57,8 +58,11 @@ class BreakerOpen(Exception):
 
 
 class Breaker:
-    """Counts consecutive lost-connection failures across a run's steps; a success resets it.
-    ``step`` retries one database step with backoff until it succeeds or the breaker opens."""
+    """Retries one database step that lost the connection, with backoff, and opens for the whole
+    run when a single step has failed ``threshold`` times in a row.  Each step counts its own
+    consecutive failures: the lead workers that all fail at once in one short blip count once
+    each, not together, so a blip shorter than a step's retry budget (``retry_budget_s``) never
+    opens the breaker, however many workers run."""
 
     def __init__(
         self, runtime: Runtime, threshold: int, base_s: float, rng: random.Random | None = None
@@ -66,33 +70,37 @@ class Breaker:
         self.runtime = runtime
         self.threshold = threshold
         self.base_s = base_s
-        self.failures = 0
         self.last_error: str | None = None
         self.opened_at: dt.datetime | None = None
         self._rng = rng or random.Random()
+
+    @property
+    def retry_budget_s(self) -> float:
+        """The least time a step keeps retrying before it opens the breaker: the sum of its
+        backoffs at their shortest jitter (the attempts themselves only add to it)."""
+        delays = (self._delay_s(attempt) for attempt in range(1, self.threshold))
+        return MIN_JITTER * sum(delays)
+
+    def _delay_s(self, attempt: int) -> float:
+        return min(RETRY_CAP_S, self.base_s * 2.0 ** (attempt - 1))
 
     async def step(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(1, self.threshold + 1):
             if self.opened_at is not None:
                 raise BreakerOpen
             try:
-                result = await call()
+                return await call()
             except DatabaseError as exc:
                 if not is_connection_lost(exc):
                     raise
-                self.failures += 1
                 self.last_error = str(exc)
-                if self.failures >= self.threshold:
+                if attempt == self.threshold:
                     break
                 log.warning(
                     "context pack step lost the database; retrying",
-                    extra={"step": what, "attempt": attempt, "failures": self.failures},
+                    extra={"step": what, "attempt": attempt},
                 )
-                delay = min(RETRY_CAP_S, self.base_s * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
-            else:
-                self.failures = 0
-                return result
+                await asyncio.sleep(self._delay_s(attempt) * self._rng.uniform(MIN_JITTER, 1.0))
         if self.opened_at is None:
             self.opened_at = self.runtime.clock()
         raise BreakerOpen
@@ -137,13 +145,14 @@ class ContextPackBuilder:
                         packs_done += 1
         except BreakerOpen:
             log.error(
-                "context pack run ended early: circuit breaker open after "
-                f"{self.breaker.failures} consecutive lost database connections; finished leads "
-                "are kept and the next run resumes",
+                "context pack run ended early: circuit breaker open after a step lost the "
+                f"database {self.breaker.threshold} times in a row; finished leads are kept and "
+                "the next run resumes",
                 extra={
                     "event": "context_pack_breaker_open",
                     "pack_id": pack_id,
                     "threshold": self.breaker.threshold,
+                    "retry_budget_s": self.breaker.retry_budget_s,
                     "last_error": self.breaker.last_error,
                     "leads_done": self.finished,
                 },

@@ -19,11 +19,9 @@ acting on the wrong row.  Then, in order:
    auto-send on, ``scheduler.auto_send`` then decides, once, whether the draft sends itself
    after ``AUTO_SEND_DELAY_S``.
 4. Tell the workspace's Slack channel about an interested lead (the provider flagged the reply,
-   or the model classified it ``interested``).  ``messages.notified_at`` is claimed with an
-   atomic update before the post, so of two runs only one posts; when Slack certainly did not
-   post (an API error, a rate limit, no connection at all) the claim is given back and the job
-   fails, to be retried.  When the outcome is unknown (a timeout, a dropped connection) the
-   claim stays: a notification may be lost, but it is never sent twice.
+   or the model classified it ``interested``): ``scheduler.lead_notifications``, at most one
+   post per message.  Slack's verdict decides: ``not_sent`` gives the claim back and fails the
+   job, to be retried; ``unknown`` is recorded on the message and never posted again by itself.
 
 The model: with AI off (``OPENAI_API_KEY`` unset) steps 2 and 3 are skipped and the job
 succeeds.  A model call that times out or fails fails the job so that the runner retries it
@@ -45,6 +43,7 @@ from gateway.ingest import POST_PROCESS_JOB
 from gateway.runtime import Runtime
 from scheduler.auto_send import consider_auto_send
 from scheduler.handlers import JobContext, JobDataError, register
+from scheduler.lead_notifications import notify_interested_lead
 from scheduler.queue import Job
 from sql import Row
 
@@ -66,9 +65,8 @@ DRAFT_SYSTEM = (
     '{"reply": "<the message body>", "confidence": <a number from 0 to 1: how sure you are '
     "that this reply can be sent as it is, without a person reading it first>}."
 )
-# The most of a reply that goes into a prompt or a Slack message.
+# The most of a reply that goes into a prompt.
 PROMPT_BODY_CHARS = 4000
-SLACK_BODY_CHARS = 300
 
 
 class ModelUnavailable(RuntimeError):
@@ -253,45 +251,6 @@ async def draft_reply(runtime: Runtime, ai: AIClient, job: Job, message: Row) ->
     return None if row is None else int(row["id"])
 
 
-def slack_text(workspace: Row, message: Row, draft_id: int | None) -> str:
-    name = " ".join(n for n in (message["lead_first_name"], message["lead_last_name"]) if n)
-    who = f"{name} <{message['lead_email']}>" if name and message["lead_email"] else None
-    who = who or name or message["lead_email"] or f"lead {message['lead_id']}"
-    body = str(message["body"] or "").strip()
-    if len(body) > SLACK_BODY_CHARS:
-        body = body[:SLACK_BODY_CHARS].rstrip() + "…"
-    lines = [f"Interested lead in {workspace['name']}: {who} ({message['channel']})"]
-    if body:
-        lines.append("> " + body.replace("\n", "\n> "))
-    if draft_id is not None:
-        lines.append(f"An AI draft reply is ready (draft {draft_id}).")
-    return "\n".join(lines)
-
-
-async def notify_slack(
-    runtime: Runtime, clients: Clients, workspace: Row, message: Row, draft_id: int | None
-) -> None:
-    """Step 4: at most one Slack message per interested message."""
-    channel = workspace["slack_channel"]
-    if not channel or not clients.slack.enabled:
-        return
-    claimed = await runtime.db.fetch_one(
-        "claim_slack_notification", id=message["id"], now=runtime.clock()
-    )
-    if claimed is None:
-        return
-    result = await clients.slack.post(channel, slack_text(workspace, message, draft_id))
-    if result.ok:
-        return
-    if result.error_class in ("api_error", "rate_limited", "unreachable"):
-        await runtime.db.execute("release_slack_notification", id=message["id"])
-        raise RuntimeError(f"Slack notification not sent: {result.error}")
-    log.error(
-        "Slack notification outcome unknown; not sent again",
-        extra=_extra(message, error_class=result.error_class, error=result.error),
-    )
-
-
 async def post_process(ctx: JobContext, job: Job, channel: str) -> None:
     runtime = ctx.runtime
     clients = runtime.clients
@@ -309,7 +268,7 @@ async def post_process(ctx: JobContext, job: Job, channel: str) -> None:
         if draft_id is not None:
             await consider_auto_send(runtime, workspace, draft_id)
     if message["interested"] or sentiment == "interested":
-        await notify_slack(runtime, clients, workspace, message, draft_id)
+        await notify_interested_lead(runtime, clients, workspace, message, draft_id)
     log.info(
         "post-processed message",
         extra=_extra(

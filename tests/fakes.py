@@ -24,9 +24,10 @@ Each matching request takes the next reply of the script; the last one repeats f
 request after it.  Paths match exactly or with ``*`` wildcards (``fnmatch``: ``*`` also spans
 ``/``).  A later ``script`` for a path wins over an earlier one and over the defaults.  A
 ``Reply`` has a ``status``, a ``json`` body (or raw ``body`` bytes), ``headers`` (e.g.
-``{"Retry-After": "1"}``), a ``delay_s`` before the server answers, and ``before``: a coroutine
+``{"Retry-After": "1"}``), a ``delay_s`` before the server answers, ``before``: a coroutine
 function the server awaits before it answers (a test's ``asyncio.Event().wait`` holds the request
-until the test lets it go; a provider can post its webhook to the gateway first).
+until the test lets it go; a provider can post its webhook to the gateway first), and
+``drop=True`` to read the request and then close the connection without answering.
 
 What a fake saw: ``fake.seen`` (every ``SeenRequest``: method, path, query, headers, raw body,
 parsed ``json``, parsed ``form``, arrival time on the monotonic clock), ``fake.count(method,
@@ -60,6 +61,7 @@ class Reply:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
     before: Callable[[], Awaitable[object]] | None = None
+    drop: bool = False
 
     def response(self) -> web.Response:
         if self.body is not None:
@@ -190,6 +192,8 @@ class FakeServer:
                 await asyncio.sleep(reply.delay_s)
             if reply.before is not None:
                 await reply.before()
+            if reply.drop and request.transport is not None:
+                request.transport.abort()  # the request arrived; no answer ever will
             return reply.response()
         finally:
             self.in_flight -= 1

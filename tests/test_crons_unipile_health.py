@@ -99,7 +99,7 @@ async def test_a_failed_slack_send_is_delivered_once_later(
     fake_slack.script(
         "POST",
         "/api/chat.postMessage",
-        Reply(json={"ok": False, "error": "internal_error"}),
+        Reply(json={"ok": False, "error": "invalid_auth"}),  # refused: certainly not posted
         Reply(json={"ok": True, "channel": "C1", "ts": "1.2"}),
     )
     settings = cron_settings(database_url, slack=fake_slack, unipile=fake_unipile)
@@ -107,14 +107,14 @@ async def test_a_failed_slack_send_is_delivered_once_later(
     async with cron_runtime(settings, clock) as runtime:
         crons = CronService(runtime)
         first = await crons.tick("unipile_health")
-        assert first is not None and first.detail["alerts_failed"] == 1
+        assert first is not None and first.detail["alerts_not_sent"] == 1
         [alert] = await rows(database_url, "SELECT * FROM alerts")
         assert alert["sent_at"] is None and alert["claimed_at"] is None  # the claim was given back
-        assert alert["attempts"] == 1 and "internal_error" in alert["last_error"]
+        assert alert["attempts"] == 1 and "invalid_auth" in alert["last_error"]
         for _ in range(5):
             clock.advance(HEALTH_INTERVAL)
             await crons.tick("unipile_health")
-    assert fake_slack.count("POST", "/api/chat.postMessage") == 2  # the failure, then one delivery
+    assert fake_slack.count("POST", "/api/chat.postMessage") == 2  # the refusal, then one delivery
     [alert] = await rows(database_url, "SELECT * FROM alerts")
     assert alert["sent_at"] is not None and alert["attempts"] == 2
     assert alert["suppressed"] == 4

@@ -14,7 +14,7 @@ from gateway import quarantine
 from gateway.cli import main as cli_main
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
-from scheduler.alerts import send_quarantine_alerts
+from scheduler.alerts import AlertsSent, send_quarantine_alerts
 from sql import Database
 from tests.conftest import AppClient, count, fixture_json, make_settings, rows
 from tests.fakes import FakeServer, Reply
@@ -165,7 +165,7 @@ async def test_one_slack_alert_for_the_days_first_quarantined_delivery(
         assert alert == {"kind": "quarantine", "suppressed": 2, "sent_at": None}
 
         now = runtime.clock()
-        assert await send_quarantine_alerts(db, slack, now) == 1
+        assert (await send_quarantine_alerts(db, slack)).sent == 1
         [sent] = fake_slack.requests("POST", POST_MESSAGE)
         assert sent.json["channel"] == "#replies"
         text = sent.json["text"]
@@ -178,12 +178,12 @@ async def test_one_slack_alert_for_the_days_first_quarantined_delivery(
         quarantined(
             await client.http.post(client.url("emailbison", workspace), content=renamed_reply(3))
         )
-        assert await send_quarantine_alerts(db, slack, now) == 0
+        assert await send_quarantine_alerts(db, slack) == AlertsSent()
         assert len(fake_slack.requests("POST", POST_MESSAGE)) == 1
         [alert] = await rows(database_url, "SELECT suppressed, message FROM alerts")
         assert alert == {"suppressed": 3, "message": text}
 
-        # The next day's first one is a new alert; a failed post is retried on a later tick.
+        # The next day's first one is a new alert; a refused post is retried on a later tick.
         tomorrow = now + dt.timedelta(days=1)
         runtime.clock = lambda: tomorrow
         quarantined(
@@ -192,20 +192,51 @@ async def test_one_slack_alert_for_the_days_first_quarantined_delivery(
         fake_slack.script(
             "POST",
             POST_MESSAGE,
-            Reply(500, json={"ok": False, "error": "internal_error"}),
+            Reply(429, json={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "0"}),
+            Reply(429, json={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "0"}),
+            Reply(429, json={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "0"}),
             Reply(200, json={"ok": True, "channel": "C1", "ts": "1.2"}),
         )
-        assert await send_quarantine_alerts(db, slack, tomorrow) == 0
+        assert await send_quarantine_alerts(db, slack) == AlertsSent(not_sent=1)
         failed = await rows(
             database_url,
             "SELECT attempts, last_error FROM alerts WHERE day = $1",
             tomorrow.date().isoformat(),
         )
-        assert failed[0]["attempts"] == 1 and failed[0]["last_error"]
-        assert await send_quarantine_alerts(db, slack, tomorrow) == 1
-        assert await send_quarantine_alerts(db, slack, tomorrow) == 0
+        assert failed[0]["attempts"] == 1 and "rate limited" in failed[0]["last_error"]
+        assert (await send_quarantine_alerts(db, slack)).sent == 1
+        assert await send_quarantine_alerts(db, slack) == AlertsSent()
     texts = [r.json["text"] for r in fake_slack.requests("POST", POST_MESSAGE)]
-    assert len(texts) == 3 and texts[-1].startswith("1 delivery from EmailBison")
+    assert len(texts) == 5 and texts[-1].startswith("1 delivery from EmailBison")  # 3 refused
+
+
+async def test_a_quarantine_alert_of_unknown_outcome_is_posted_once(
+    database_url: str, db: Database, workspace: CreatedWorkspace, fake_slack: FakeServer
+) -> None:
+    settings = make_settings(
+        database_url,
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_API_URL=f"{fake_slack.url}/api/",
+        SLACK_TIMEOUT_MS="1000",
+        HOOKGATE_SCHEDULER="0",
+    )
+    fake_slack.script("POST", POST_MESSAGE, Reply(json={"ok": True}, delay_s=2.0))
+    async with app_client(settings) as client:
+        slack = client.app.state.runtime.clients.slack
+        url = client.url("emailbison", workspace)
+        quarantined(await client.http.post(url, content=renamed_reply(1)))
+        assert await send_quarantine_alerts(db, slack) == AlertsSent(unknown=1)
+        fake_slack.script("POST", POST_MESSAGE, Reply(json={"ok": True}))
+        quarantined(await client.http.post(url, content=renamed_reply(2)))
+        for _ in range(3):
+            assert await send_quarantine_alerts(db, slack) == AlertsSent()
+    assert fake_slack.count("POST", POST_MESSAGE) == 1
+    [alert] = await rows(
+        database_url, "SELECT outcome, message, suppressed, last_error FROM alerts"
+    )
+    assert (alert["outcome"], alert["suppressed"]) == ("unknown", 1)
+    assert alert["message"].startswith("1 delivery from EmailBison")  # what a resend would post
+    assert "timed out" in alert["last_error"]
 
 
 async def test_metrics_count_quarantined_deliveries_by_provider(

@@ -1,10 +1,11 @@
 -- The post-process job of an inbound message (scheduler/post_process.py): enrich the lead,
--- classify sentiment, draft a reply, notify Slack.  Each write is safe to repeat: a retried job
--- finds what its earlier attempt stored and does not do it again.
+-- classify sentiment, draft a reply (the Slack notification: lead_notifications.sql).  Each write
+-- is safe to repeat: a retried job finds what its earlier attempt stored and does not do it again.
 
 -- name: post_process_message
 SELECT m.id, m.workspace_id, m.lead_id, m.channel, m.direction, m.provider, m.event,
        m.subject, m.body, m.created_at, m.interested, m.sentiment, m.notified_at,
+       m.notify_outcome,
        l.email AS lead_email, l.first_name AS lead_first_name, l.last_name AS lead_last_name,
        l.company AS lead_company, l.enriched_at AS lead_enriched_at,
        d.id AS draft_id
@@ -39,12 +40,3 @@ INSERT INTO ai_drafts (workspace_id, message_id, lead_id, body, confidence, stat
 VALUES (:workspace_id, :message_id, :lead_id, :body, :confidence, 'draft', :now)
 ON CONFLICT (message_id) DO NOTHING
 RETURNING id;
-
--- name: claim_slack_notification
--- Taken before the post, so that of two runs only one posts; no row back: already notified.
-UPDATE messages SET notified_at = :now WHERE id = :id AND notified_at IS NULL
-RETURNING id;
-
--- name: release_slack_notification
--- Slack refused the post: nothing was sent, so the claim is given back for the job's retry.
-UPDATE messages SET notified_at = NULL WHERE id = :id;

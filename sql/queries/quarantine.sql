@@ -1,5 +1,6 @@
 -- The webhook quarantine (gateway/quarantine.py): authenticated deliveries that no parser could
--- read, kept raw for replay.  Times are always passed in (:now), never the server's clock.
+-- read, kept raw for replay.  Times are passed in (:now), except that an alert's send claim is
+-- stamped with the database clock.
 -- quarantine_lock (per dialect, sql/<dialect>/queries/quarantine.sql) serialises a workspace's
 -- quarantine transactions so that the flood-guard count below is exact.
 
@@ -68,29 +69,24 @@ ORDER BY q.received_at DESC, q.id DESC
 LIMIT :limit;
 
 -- name: pending_quarantine_alerts
--- Claimed quarantine alerts not sent yet, nobody sending them (or their sender died before
--- :stale_before), recent (a day) and with attempts left: a failure is retried, not forever.
+-- Claimed quarantine alerts (the webhook wrote the row) that are due: no outcome, nobody sending
+-- them, recent (:max_age_s) and with attempts left, so a refused post is retried, not forever.
 SELECT a.id, a.workspace_id, a.day, w.slack_channel
 FROM alerts a JOIN workspaces w ON w.id = a.workspace_id
-WHERE a.kind = 'quarantine' AND a.sent_at IS NULL AND a.created_at >= :since
-  AND (a.claimed_at IS NULL OR a.claimed_at < :stale_before) AND a.attempts < :max_attempts
+WHERE a.kind = 'quarantine' AND a.outcome IS NULL AND a.claimed_at IS NULL
+  AND a.created_at >= now_plus(-CAST(:max_age_s AS double precision))
+  AND a.attempts < :max_attempts
   AND w.slack_channel IS NOT NULL AND w.slack_channel <> ''
 ORDER BY a.id
 LIMIT :limit;
 
 -- name: take_quarantine_alert
--- One sender (of however many replicas) takes each alert: the UPDATE that changes the row wins.
-UPDATE alerts SET claimed_at = :now
-WHERE id = :id AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at < :stale_before);
-
--- name: mark_quarantine_alert_sent
-UPDATE alerts SET sent_at = :now, message = :message, attempts = attempts + 1, last_error = NULL
-WHERE id = :id;
-
--- name: release_quarantine_alert
--- A failed send gives the claim back with why; a later tick retries.
-UPDATE alerts SET claimed_at = NULL, attempts = attempts + 1, last_error = :error
-WHERE id = :id AND sent_at IS NULL;
+-- One sender (of however many replicas) takes each alert, stamped with the database clock and
+-- with the text it is about to post (what a resend posts); the UPDATE that changes the row wins.
+-- Its verdict is written by the alerts statements (mark_alert_sent, …).
+UPDATE alerts SET claimed_at = now(), message = :message
+WHERE id = :id AND outcome IS NULL AND claimed_at IS NULL
+RETURNING id, claimed_at;
 
 -- name: quarantine_counts_since
 -- What the alert tells: the deliveries quarantined since the start of its day, by provider.

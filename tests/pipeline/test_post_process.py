@@ -87,7 +87,7 @@ async def test_retried_job_neither_drafts_nor_notifies_twice(
 ) -> None:
     url = settings.database_url
     script_model(fake_openai, "interested", DRAFT_TEXT)
-    refused = Reply(500, json={"ok": False, "error": "internal_error"})
+    refused = Reply(json={"ok": False, "error": "invalid_auth"})
     ok = Reply(json={"ok": True, "channel": "C0REPLIES", "ts": "1767225600.000200"})
     fake_slack.script("POST", "/api/chat.postMessage", refused, ok)
     message_id = await deliver(client, workspace, "emailbison", email_reply())
