@@ -254,3 +254,57 @@ async def test_a_lost_database_opens_the_breaker_and_the_next_run_finishes_the_p
 
 
 _ITEMS = "SELECT lead_id FROM context_pack_items ORDER BY lead_id"
+
+
+@pytest.mark.fault
+async def test_a_blip_shorter_than_the_retry_budget_never_opens_the_breaker(
+    postgres_url: str, fake_openai: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Six lead workers lose PostgreSQL at once for half a second.  Each step counts its own
+    failures, so the workers' simultaneous failures do not add up: every step waits the blip
+    out within its retry budget, and the run finishes the pack."""
+    caplog.set_level(logging.WARNING, logger="hookgate.context_packs")
+    db = await connect(postgres_url)
+    try:
+        workspace = await create_workspace(db, "Acme", WorkspaceOptions())
+        leads = await add_leads(db, workspace, 40)
+        await create_context_pack(db, workspace.id, START)
+    finally:
+        await db.close()
+    slow_summaries(fake_openai, 0.05)
+    target = urlsplit(postgres_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    settings = cron_settings(
+        proxy.url(postgres_url),
+        openai=fake_openai,
+        INSIGHTS_CONTEXT_PACK_LEAD_CONCURRENCY="6",
+        CONTEXT_PACK_BREAKER_THRESHOLD="5",
+        CONTEXT_PACK_RETRY_BASE_MS="100",
+        DATABASE_TIMEOUT_S="1",
+    )
+    try:
+        async with cron_runtime(settings, Clock()) as runtime:
+            builder = ContextPackBuilder(runtime)
+            assert builder.breaker.retry_budget_s == pytest.approx(0.75)  # 0.5 x (0.1+0.2+0.4)
+            running = asyncio.create_task(builder.run())
+
+            async def some_done() -> bool:
+                return await count(postgres_url, "context_pack_items") >= 6
+
+            await eventually(some_done, timeout_s=15, interval_s=0.02)
+            await proxy.cut()  # every worker's next step fails at once
+            await asyncio.sleep(0.5)
+            await proxy.restore()
+            result = await asyncio.wait_for(running, timeout=30)
+    finally:
+        await proxy.close()
+
+    assert result.outcome == "ok" and result.breaker_opened_at is None
+    retried = [r for r in caplog.records if "lost the database; retrying" in r.getMessage()]
+    assert len(retried) >= 6  # the blip did hit the workers' steps, several times in all
+    assert result.detail["leads_done"] == 40
+    items = await rows(postgres_url, _ITEMS)
+    assert sorted(r["lead_id"] for r in items) == leads
+    [pack] = await rows(postgres_url, "SELECT status, leads_done FROM context_packs")
+    assert (pack["status"], pack["leads_done"]) == ("done", 40)

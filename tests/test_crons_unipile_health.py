@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 import httpx2
+import pytest
 
 from gateway.app import create_app
 from scheduler.alerts import send_due_alerts
 from scheduler.crons import CronService
+from scheduler.unipile_health import check_unipile_health
 from sql import Database, connect
 from tests.conftest import count, fixture_bytes, rows
 from tests.crons_support import (
@@ -203,3 +209,75 @@ async def test_the_alert_sender_sends_nothing_twice(
         again = await asyncio.gather(*(send_due_alerts(runtime) for _ in range(5)))
     assert sum(sent.sent for sent in again) == 0
     assert fake_slack.count("POST", "/api/chat.postMessage") == 1
+
+
+@asynccontextmanager
+async def health_writes_refused(database_url: str, workspace_id: str) -> AsyncIterator[None]:
+    """A real database error on one workspace's ``integration_health`` write: a trigger refuses
+    it (dropped again at the end: the PostgreSQL database outlives the test)."""
+    if database_url.startswith("sqlite:///"):
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        conn.execute(
+            "CREATE TRIGGER refuse_health BEFORE INSERT ON integration_health "
+            f"WHEN NEW.workspace_id = '{workspace_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
+        )
+        conn.commit()
+        conn.close()
+        yield
+        return
+    pg = await asyncpg.connect(database_url)
+    try:
+        await pg.execute(
+            "CREATE FUNCTION refuse_health() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$"
+        )
+        await pg.execute(
+            "CREATE TRIGGER refuse_health BEFORE INSERT ON integration_health FOR EACH ROW "
+            f"WHEN (NEW.workspace_id = '{workspace_id}') EXECUTE FUNCTION refuse_health()"
+        )
+        yield
+    finally:
+        await pg.execute("DROP TRIGGER IF EXISTS refuse_health ON integration_health")
+        await pg.execute("DROP FUNCTION IF EXISTS refuse_health()")
+        await pg.close()
+
+
+async def test_one_workspaces_database_error_leaves_the_other_checks_and_alerts_to_finish(
+    database_url: str,
+    db: Database,
+    fake_slack: FakeServer,
+    fake_unipile: FakeServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = await unipile_workspace(db, "Broken Co", "acc-broken")
+    others = [await unipile_workspace(db, f"Down {i}", f"acc-down-{i}") for i in range(2)]
+    fine = await unipile_workspace(db, "Fine Co", "acc-fine")
+    slow = Reply(401, json={"status": 401, "type": "errors/disconnected_account"}, delay_s=0.5)
+    for i in range(2):
+        fake_unipile.script("GET", f"/api/v1/accounts/acc-down-{i}", slow)
+    fake_unipile.script(
+        "GET", "/api/v1/accounts/acc-fine", Reply(json=unipile_account(), delay_s=0.5)
+    )
+    settings = cron_settings(database_url, slack=fake_slack, unipile=fake_unipile)
+    async with (
+        health_writes_refused(database_url, broken.id),
+        cron_runtime(settings, Clock()) as runtime,
+    ):
+        run = await check_unipile_health(runtime)  # the broken one fails while 3 are in flight
+        assert fake_unipile.in_flight == 0  # no check outlived the run
+    assert run.outcome == "ok"
+    assert (run.detail["checked"], run.detail["errors"], run.detail["disconnected"]) == (3, 1, 2)
+    assert run.detail["alerts_sent"] == 2
+    health = await rows(database_url, "SELECT workspace_id, status FROM integration_health")
+    assert {(h["workspace_id"], h["status"]) for h in health} == {
+        (others[0].id, "disconnected"),
+        (others[1].id, "disconnected"),
+        (fine.id, "ok"),
+    }
+    assert sorted(channel for channel, _ in slack_texts(fake_slack)) == [
+        "#ops-acc-down-0",
+        "#ops-acc-down-1",
+    ]
+    [failure] = [r for r in caplog.records if "check of a workspace failed" in r.getMessage()]
+    assert getattr(failure, "workspace_id", None) == broken.id and failure.exc_info

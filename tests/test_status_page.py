@@ -1,6 +1,7 @@
 """The status page in a real headless Chromium (Debian's ``chromium``, driven by playwright; never
 ``playwright install``): a login form and nothing else without the admin token; after signing in,
-a disconnected workspace's banner and the repeats its alert suppressed today."""
+a disconnected workspace's banner and the repeats its alert suppressed today.  And, over HTTP, an
+alert and a notification of unknown outcome, each with the command that re-sends it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import httpx2
 import pytest
 from playwright.async_api import async_playwright
 
+from gateway.app import create_app
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from scheduler.crons import CronService
-from sql import connect
-from tests.conftest import ROOT, start_server, stop_server
+from scheduler.lead_notifications import notify_interested_lead
+from scheduler.unipile_health import check_unipile_health
+from sql import Database, connect
+from tests.conftest import ROOT, fixture_bytes, rows, start_server, stop_server
 from tests.crons_support import cron_runtime, cron_settings, disconnect
-from tests.fakes import FakeServer
+from tests.fakes import FakeServer, Reply
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -102,3 +106,41 @@ async def test_status_page_in_headless_chromium(
                 await browser.close()
     finally:
         await asyncio.to_thread(stop_server, server)
+
+
+async def test_an_unknown_outcome_is_shown_with_the_command_that_resends_it(
+    database_url: str, db: Database, fake_slack: FakeServer, fake_unipile: FakeServer
+) -> None:
+    options = WorkspaceOptions(slack_channel="#ops-acme", unipile_account_id="acc-acme")
+    workspace = await create_workspace(db, "Acme Outbound", options)
+    disconnect(fake_unipile, "acc-acme")
+    fake_slack.script("POST", "/api/chat.postMessage", Reply(500, body=b"upstream down"))
+    settings = cron_settings(database_url, slack=fake_slack, unipile=fake_unipile)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime  # the real clock: "today" is the page's today
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
+            url = f"/webhooks/emailbison/{workspace.id}?token={workspace.tokens['emailbison']}"
+            stored = await http.post(url, content=fixture_bytes("emailbison/lead_replied.json"))
+            message_id = stored.json()["message_id"]
+            await check_unipile_health(runtime)  # the disconnection alert: unknown
+            await notify_interested_lead(  # the lead's notification: unknown too
+                runtime,
+                runtime.clients,
+                await runtime.workspaces.get(workspace.id),
+                await runtime.db.fetch_one("post_process_message", id=message_id),
+                None,
+            )
+            page = await http.get("/status", headers={"Authorization": "Bearer admin-test-token"})
+    [alert] = await rows(database_url, "SELECT id, outcome FROM alerts")
+    assert alert["outcome"] == "unknown"
+    assert page.status_code == 200
+    html = page.text
+    assert "Slack alert outcome unknown" in html  # on the workspace's banner
+    row = html[html.index(f'data-alert="{alert["id"]}"') :].split("</tr>")[0]
+    assert "unknown" in row and "Slack failed: status 500" in row
+    assert f"hookgate alerts resend {alert['id']}" in row
+    note = html[html.index(f'data-notification="{message_id}"') :].split("</tr>")[0]
+    assert f"hookgate alerts resend --message {message_id}" in note
+    assert fake_slack.count("POST", "/api/chat.postMessage") == 2  # one each, nothing re-posted
