@@ -230,22 +230,31 @@ async def resend_alert(db: Database, slack: SlackClient, alert_id: int) -> Slack
     alert = await db.fetch_one("get_alert", id=alert_id)
     if alert is None:
         raise ResendRefused(f"no alert {alert_id}")
-    if alert["outcome"] == SENT:
-        raise ResendRefused(f"alert {alert_id} was sent at {alert['sent_at']}; not re-sent")
-    if alert["outcome"] != UNKNOWN:
-        raise ResendRefused(
-            f"alert {alert_id} has no unknown outcome: it is due or being sent by the scheduler"
-        )
-    if not slack.enabled:
-        raise ResendRefused("Slack is off: SLACK_BOT_TOKEN is unset")
+    check_resendable(f"alert {alert_id}", alert["outcome"], slack)
     if not alert["slack_channel"] or not alert["message"]:
         raise ResendRefused(f"alert {alert_id} has no channel or no message to post")
     claim = await db.fetch_one("claim_alert_resend", id=alert_id)
     if claim is None:
         raise ResendRefused(f"alert {alert_id} is being re-sent by someone else")
     result = await slack.post(alert["slack_channel"], alert["message"])
-    recorded = result
+    await record_verdict(db, claim, resend_record(result))
+    return result
+
+
+def check_resendable(what: str, outcome: str | None, slack: SlackClient) -> None:
+    """``ResendRefused`` unless ``what`` (an alert, a notification) has an unknown outcome and
+    Slack is on."""
+    if outcome == SENT:
+        raise ResendRefused(f"{what} was sent; not re-sent")
+    if outcome != UNKNOWN:
+        raise ResendRefused(f"{what} has no unknown outcome: it is due or being sent")
+    if not slack.enabled:
+        raise ResendRefused("Slack is off: SLACK_BOT_TOKEN is unset")
+
+
+def resend_record(result: SlackResult) -> SlackResult:
+    """What a resend's verdict leaves on the row: ``sent``, or else ``unknown``.  A refused resend
+    posted nothing, so the first post's outcome is still as unknown as it was."""
     if result.verdict == NOT_SENT:
-        recorded = SlackResult(UNKNOWN, f"resend not sent: {result.error}")
-    await record_verdict(db, claim, recorded)
+        return SlackResult(UNKNOWN, f"resend not sent: {result.error}")
     return result

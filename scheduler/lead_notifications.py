@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 
 from clients import Clients
-from clients.slack import NOT_SENT, SENT, UNKNOWN, SlackClient, SlackResult
+from clients.slack import NOT_SENT, UNKNOWN, SlackClient, SlackResult
 from gateway.runtime import Runtime
-from scheduler.alerts import ResendRefused
+from scheduler.alerts import ResendRefused, check_resendable, resend_record
 from sql import Database, Row
 
 log = logging.getLogger("hookgate.jobs")
@@ -111,12 +111,7 @@ async def resend_notification(runtime: Runtime, slack: SlackClient, message_id: 
     message = await db.fetch_one("post_process_message", id=message_id)
     if message is None:
         raise ResendRefused(f"no message {message_id}")
-    if message["notify_outcome"] == SENT:
-        raise ResendRefused(f"the notification of message {message_id} was sent; not re-sent")
-    if message["notify_outcome"] != UNKNOWN:
-        raise ResendRefused(f"message {message_id} has no notification of unknown outcome")
-    if not slack.enabled:
-        raise ResendRefused("Slack is off: SLACK_BOT_TOKEN is unset")
+    check_resendable(f"the notification of message {message_id}", message["notify_outcome"], slack)
     workspace = await runtime.workspaces.get(message["workspace_id"])
     if workspace is None or not workspace["slack_channel"]:
         raise ResendRefused(f"the workspace of message {message_id} has no Slack channel")
@@ -125,15 +120,13 @@ async def resend_notification(runtime: Runtime, slack: SlackClient, message_id: 
         raise ResendRefused(f"the notification of message {message_id} is being re-sent")
     text = slack_text(workspace, message, message["draft_id"])
     result = await slack.post(workspace["slack_channel"], text)
-    outcome, error = (SENT, None) if result.sent else (UNKNOWN, result.error)
-    if result.verdict == NOT_SENT:
-        error = f"resend not sent: {result.error}"
+    recorded = resend_record(result)
     await db.execute(
         "record_lead_notification",
         id=message_id,
         notified_at=claim["notified_at"],
-        outcome=outcome,
-        error=error,
+        outcome=recorded.verdict,
+        error=recorded.error,
     )
     log.info("Slack notification re-sent", extra=_extra(message, result))
     return result

@@ -186,22 +186,29 @@ def test_packs_create_command(
     assert main(["packs", "create", "ws_missing"]) == 2
 
 
+async def pack_behind_proxy(postgres_url: str, n_leads: int) -> tuple[list[int], TcpProxy]:
+    """A workspace with ``n_leads`` leads and an open pack, and a started proxy to PostgreSQL
+    that the test can cut; the leads' ids."""
+    db = await connect(postgres_url)
+    try:
+        workspace = await create_workspace(db, "Acme", WorkspaceOptions())
+        leads = await add_leads(db, workspace, n_leads)
+        await create_context_pack(db, workspace.id, START)
+    finally:
+        await db.close()
+    target = urlsplit(postgres_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    return leads, proxy
+
+
 @pytest.mark.fault
 async def test_a_lost_database_opens_the_breaker_and_the_next_run_finishes_the_pack(
     postgres_url: str, fake_openai: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    db = await connect(postgres_url)
-    try:
-        workspace = await create_workspace(db, "Acme", WorkspaceOptions())
-        leads = await add_leads(db, workspace, 30)
-        await create_context_pack(db, workspace.id, START)
-    finally:
-        await db.close()
+    leads, proxy = await pack_behind_proxy(postgres_url, 30)
     slow_summaries(fake_openai, 0.05)
-    target = urlsplit(postgres_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await proxy.start()
     settings = cron_settings(
         proxy.url(postgres_url),
         openai=fake_openai,
@@ -264,17 +271,8 @@ async def test_a_blip_shorter_than_the_retry_budget_never_opens_the_breaker(
     failures, so the workers' simultaneous failures do not add up: every step waits the blip
     out within its retry budget, and the run finishes the pack."""
     caplog.set_level(logging.WARNING, logger="hookgate.context_packs")
-    db = await connect(postgres_url)
-    try:
-        workspace = await create_workspace(db, "Acme", WorkspaceOptions())
-        leads = await add_leads(db, workspace, 40)
-        await create_context_pack(db, workspace.id, START)
-    finally:
-        await db.close()
+    leads, proxy = await pack_behind_proxy(postgres_url, 40)
     slow_summaries(fake_openai, 0.05)
-    target = urlsplit(postgres_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await proxy.start()
     settings = cron_settings(
         proxy.url(postgres_url),
         openai=fake_openai,

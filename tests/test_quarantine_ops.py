@@ -18,6 +18,7 @@ from scheduler.alerts import AlertsSent, send_quarantine_alerts
 from sql import Database
 from tests.conftest import AppClient, count, fixture_json, make_settings, rows
 from tests.fakes import FakeServer, Reply
+from tests.test_alerts import slack_settings
 from tests.test_quarantine import (
     app_client,
     encode,
@@ -213,13 +214,7 @@ async def test_one_slack_alert_for_the_days_first_quarantined_delivery(
 async def test_a_quarantine_alert_of_unknown_outcome_is_posted_once(
     database_url: str, db: Database, workspace: CreatedWorkspace, fake_slack: FakeServer
 ) -> None:
-    settings = make_settings(
-        database_url,
-        SLACK_BOT_TOKEN="xoxb-test",
-        SLACK_API_URL=f"{fake_slack.url}/api/",
-        SLACK_TIMEOUT_MS="1000",
-        HOOKGATE_SCHEDULER="0",
-    )
+    settings = slack_settings(database_url, fake_slack)
     fake_slack.script("POST", POST_MESSAGE, Reply(json={"ok": True}, delay_s=2.0))
     async with app_client(settings) as client:
         slack = client.app.state.runtime.clients.slack
