@@ -52,7 +52,7 @@ async def test_open_clients_shares_one_session_and_closes_it(
     caplog.set_level(logging.INFO, logger="hookgate.clients")
     async with open_clients(configured, db) as clients:
         session = clients.http.session
-        assert (await clients.slack.post("#replies", "hello")).ok
+        assert (await clients.slack.post("#replies", "hello")).sent
         assert (await clients.unipile.check_account("acc-1")).connected
         assert not clients.ai.enabled
     assert session.closed
