@@ -7,6 +7,7 @@ twice; a claim whose sender stopped is settled as unknown, never taken over."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 
@@ -14,6 +15,8 @@ import pytest
 
 from gateway.cli import main
 from gateway.integrations import record_integration_status
+from gateway.providers.base import Delivery
+from gateway.quarantine import quarantine_delivery
 from gateway.settings import Settings, SettingsError
 from gateway.workspaces import CreatedWorkspace
 from scheduler.alerts import AlertsSent, send_due_alerts
@@ -230,14 +233,22 @@ async def test_a_long_pass_beside_a_second_sender_posts_nothing_twice(
 ) -> None:
     """A provider-wide disconnection with a slow Slack: one replica's pass lasts longer than the
     stale-claim window, and then another replica's sender starts passing beside it.  Each claim
-    is stamped when it is taken (database clock), so the claim in flight is never stale to the
-    other sender: nothing is posted twice, and nothing is settled as unknown."""
+    (integration and quarantine alerts alike) is stamped when it is taken (database clock), so
+    the claim in flight is never stale to the other sender: nothing is posted twice, and nothing
+    is settled as unknown."""
     caplog.set_level(logging.ERROR, logger="hookgate.alerts")
-    await disconnected_workspaces(db, 14)
+    workspaces = await disconnected_workspaces(db, 10)
     fake_slack.script("POST", POST_MESSAGE, Reply(json={"ok": True}, delay_s=0.5))
     settings = slack_settings(database_url, fake_slack)
     clock = Clock()
     async with cron_runtime(settings, clock) as one, cron_runtime(settings, clock) as two:
+        for workspace in workspaces[:4]:  # and four quarantine alerts, taken at the pass's end
+            row = await one.workspaces.get(workspace.id)
+            assert row is not None
+            delivery = Delivery(
+                "emailbison", row, {}, {}, b'{"shape": "new"}', dt.datetime.now(dt.UTC), settings
+            )
+            await quarantine_delivery(db, delivery, "data.reply is missing")
         long_pass = asyncio.create_task(send_due_alerts(one))
         await asyncio.sleep(STALE_S + 0.2)  # the pass has outlived the stale window
         other_passes = 0
@@ -247,10 +258,14 @@ async def test_a_long_pass_beside_a_second_sender_posts_nothing_twice(
             await asyncio.sleep(0.1)
         await long_pass
     assert other_passes >= 1
-    channels = [channel for channel, _ in slack_texts(fake_slack)]
-    assert sorted(channels) == sorted(f"#ops-acc-{i:02}" for i in range(14))  # each once
+    posts = sorted(
+        (channel, text.startswith("1 delivery")) for channel, text in slack_texts(fake_slack)
+    )
+    expected = [(f"#ops-acc-{i:02}", False) for i in range(10)]
+    expected += [(f"#ops-acc-{i:02}", True) for i in range(4)]
+    assert posts == sorted(expected)  # each alert once
     alerts = await rows(database_url, ALERTS)
-    assert {(a["outcome"], a["attempts"]) for a in alerts} == {("sent", 1)}
+    assert len(alerts) == 14 and {(a["outcome"], a["attempts"]) for a in alerts} == {("sent", 1)}
     assert [r.getMessage() for r in caplog.records if "settled as unknown" in r.getMessage()] == []
 
 
