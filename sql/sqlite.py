@@ -11,6 +11,7 @@ time) and come back as aware datetimes, as they do from PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -164,31 +165,17 @@ class SqliteDatabase:
     async def transaction(self) -> AsyncIterator[SqliteConnection]:
         async with self._writing() as conn:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except Exception as exc:
-                raise classify(exc) from exc
-            try:
+                await _run(conn, "BEGIN IMMEDIATE")
                 yield SqliteConnection(conn)
+                await _run(conn, "COMMIT")
             except BaseException:
-                # Shielded: a second cancellation must not skip the rollback.  The writer's
-                # thread runs calls in order, so the next BEGIN queues behind it regardless.
-                await asyncio.shield(self._rollback(conn))
+                # An error, or a cancellation at any await — BEGIN's and COMMIT's included.  The
+                # writer's thread runs a statement even when the task awaiting it is cancelled, so
+                # whether BEGIN has run yet cannot be known here: the ROLLBACK is queued
+                # unconditionally, behind it (the thread runs calls in order).  Shielded: a second
+                # cancellation must not skip it, and the next BEGIN queues behind it regardless.
+                await asyncio.shield(_rollback(conn))
                 raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                await asyncio.shield(self._rollback(conn))
-                if isinstance(exc, Exception):
-                    raise classify(exc) from exc
-                raise
-
-    @staticmethod
-    async def _rollback(conn: aiosqlite.Connection) -> None:
-        try:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-        except Exception:  # the transaction is already gone; nothing left to undo
-            pass
 
     async def apply_migrations(self, migrations: Sequence[Migration]) -> list[Migration]:
         applied: list[Migration] = []
@@ -212,6 +199,19 @@ class SqliteDatabase:
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
+
+
+async def _run(conn: aiosqlite.Connection, statement: str) -> None:
+    try:
+        await conn.execute(statement)
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # Fails only when no transaction is open (BEGIN failed, or COMMIT ran): nothing to undo.
+    with contextlib.suppress(Exception):
+        await conn.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 import pytest
 
 from gateway.workspaces import WorkspaceOptions, create_workspace
-from sql import ConstraintViolation, Database, database_now
+from sql import ConstraintViolation, Database, connect, database_now
 from sql.errors import UnknownQuery
+from sql.migrations import discover
 from sql.queries import compile_query, parse
+from tests.conftest import rows
 
 
 async def test_rows_are_dicts_with_aware_utc_datetimes_and_bools(db: Database) -> None:
@@ -68,6 +72,92 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_database(db: Dat
     assert await db.fetch_one("get_workspace", id="ws_00000000000000bb") is None
     async with asyncio.timeout(5):  # the writer / connection is free again
         await db.execute("insert_workspace", **_workspace_params("ws_00000000000000cc"))
+
+
+async def _two_statement_transaction(db: Database, ids: list[str]) -> None:
+    async with db.transaction() as conn:
+        for workspace_id in ids:
+            await conn.execute("insert_workspace", **_workspace_params(workspace_id))
+
+
+async def _plain_write(db: Database, ids: list[str]) -> None:
+    [workspace_id] = ids
+    await db.execute("insert_workspace", **_workspace_params(workspace_id))
+
+
+# The write a cancellation lands in; the fewest awaits it has: waiting for the writer (SQLite)
+# or the pool's only connection (PostgreSQL), then BEGIN, each statement, COMMIT.
+CANCELLED_WRITES = {
+    "transaction": (_two_statement_transaction, 2, 5),
+    "plain write": (_plain_write, 1, 2),
+}
+
+
+@pytest.mark.parametrize("write", CANCELLED_WRITES)
+async def test_a_cancellation_at_any_await_of_a_write_leaves_the_database_working(
+    database_url: str, write: str
+) -> None:
+    """The write is cancelled at each of its awaits in turn, the first one spent waiting for
+    another transaction to let go of the writer or connection.  Each time it is all or nothing,
+    and afterwards the next transaction and a plain write are committed: another connection
+    reads them back."""
+    run_write, statements, fewest_awaits = CANCELLED_WRITES[write]
+    db = await connect(database_url, pool_size=1, timeout_s=5)
+    await db.apply_migrations(discover(db.dialect))
+    cancelled_at: list[str] = []
+    try:
+        for at in range(1, 50):
+            ids = [f"ws_{at:014x}a{i}" for i in range(statements)]
+            attempt, suspensions = await _cancelled_at(db, at, run_write(db, ids))
+            if attempt.cancelled():
+                where = suspensions[at - 1]
+                cancelled_at.append(where)
+            else:
+                assert attempt.result() is None  # cancelled after its last await: committed
+                where = "the end"
+            stored = await _stored(database_url, ids)
+            assert len(stored) in (0, statements), f"half a write stored, cancelled at {where}"
+            after = [f"ws_{at:014x}b0", f"ws_{at:014x}c0"]
+            async with asyncio.timeout(10):
+                await _two_statement_transaction(db, after[:1])
+                await _plain_write(db, after[1:])
+            assert await _stored(database_url, after) == after, f"lost after {where}"
+            if where == "the end":
+                break
+    finally:
+        await db.close()
+    assert len(cancelled_at) >= fewest_awaits, cancelled_at
+
+
+async def _stored(database_url: str, ids: list[str]) -> list[str]:
+    """Which of ``ids`` another connection sees committed."""
+    found = await rows(database_url, "SELECT id FROM workspaces ORDER BY id")
+    return [row["id"] for row in found if row["id"] in ids]
+
+
+async def _cancelled_at(
+    db: Database, at: int, write: Coroutine[Any, Any, None]
+) -> tuple[asyncio.Task[None], list[str]]:
+    """Runs ``write`` while another transaction holds the writer (or the pool's only
+    connection) until the write waits for it; cancels it at its ``at``-th suspension."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as conn:
+            await conn.fetch_one("ping")
+            holding.set()
+            await release.wait()
+
+    holder_task = asyncio.create_task(holder())
+    await holding.wait()
+    victim = _CancelAtSuspension(write, at)
+    task: asyncio.Task[None] = asyncio.create_task(victim)
+    async with asyncio.timeout(10):
+        await victim.suspended.wait()  # it waits for the writer or connection
+        release.set()
+        await holder_task
+        await asyncio.wait([task])
+    return task, victim.suspensions
 
 
 async def test_a_unique_violation_is_a_constraint_violation(db: Database) -> None:
@@ -136,3 +226,54 @@ def _workspace_params(workspace_id: str) -> dict[str, object]:
         **hashes,
         **optional,
     }
+
+
+class _CancelAtSuspension:
+    """A coroutine for ``asyncio.create_task`` that runs ``coro`` and cancels its task at the
+    ``at``-th suspension, exactly as a cancellation arriving during that await would: the task
+    is cancelled while the coroutine waits there.  Records where each suspension happened."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], at: int) -> None:
+        self._coro = coro
+        self._at = at
+        self.suspensions: list[str] = []
+        self.suspended = asyncio.Event()
+
+    def send(self, value: Any) -> Any:
+        return self._suspended(self._coro.send(value))
+
+    def throw(self, exc: BaseException) -> Any:
+        return self._suspended(self._coro.throw(exc))
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("run it as a task")
+
+    def _suspended(self, awaited: Any) -> Any:
+        self.suspensions.append(_innermost_port_frame(self._coro))
+        self.suspended.set()
+        if len(self.suspensions) == self._at:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return awaited
+
+
+def _innermost_port_frame(coro: Any) -> str:
+    """``function:line`` of the innermost frame in ``sql/`` that ``coro`` is suspended in
+    (following ``async with`` into the generator behind an ``@asynccontextmanager``)."""
+    where = "?"
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        if "/sql/" in frame.f_code.co_filename:
+            where = f"{frame.f_code.co_name}:{frame.f_lineno}"
+        awaited = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        manager = frame.f_locals.get("self")
+        if frame.f_code.co_name in ("__aenter__", "__aexit__") and hasattr(manager, "gen"):
+            awaited = manager.gen
+        coro = awaited
+    return where
