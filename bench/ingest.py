@@ -35,11 +35,14 @@ TEMPLATE = str(c.BENCH / "lead_replied.template.json")
 # hookgate-pg-nosched: the same with HOOKGATE_SCHEDULER=0, an ingest-only replica (jobs left
 # to ``hookgate worker``), which does what the ceiling does and is the like-for-like comparison.
 # ceiling-pg-noreset (opt-in): the ceiling without asyncpg's reset query on pool release.
+# hookgate-sqlite-normal (opt-in): SQLite with DATABASE_SQLITE_SYNCHRONOUS=normal (no WAL sync
+# per commit), to price the default synchronous=FULL of hookgate-sqlite.
 TARGETS = ("ceiling-pg", "hookgate-pg", "hookgate-pg-nosched", "hookgate-sqlite")
-EXTRA_TARGETS = ("ceiling-pg-noreset",)
+EXTRA_TARGETS = ("ceiling-pg-noreset", "hookgate-sqlite-normal")
 TARGET_ENV = {
     "hookgate-pg-nosched": {"HOOKGATE_SCHEDULER": "0"},
     "ceiling-pg-noreset": {"BENCH_POOL_RESET": "0"},
+    "hookgate-sqlite-normal": {"DATABASE_SQLITE_SYNCHRONOUS": "normal"},
 }
 
 

@@ -23,6 +23,7 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
         pool_size=2,
         pgbouncer=settings.database_pgbouncer,
         timeout_s=settings.database_timeout_s,
+        sqlite_synchronous=settings.database_sqlite_synchronous,
     )
     try:
         await db.apply_migrations(discover(db.dialect))

@@ -48,6 +48,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         pool_size=settings.database_pool_size,
         pgbouncer=settings.database_pgbouncer,
         timeout_s=settings.database_timeout_s,
+        sqlite_synchronous=settings.database_sqlite_synchronous,
     )
     try:
         await db.apply_migrations(discover(db.dialect))

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from sql.database import SQLITE_SYNCHRONOUS
+
 PROVIDERS = ("emailbison", "ghl", "unipile", "smartlead", "instantly")
 # One Slack post's attempts: the first and two rate-limit retries (clients/slack.py), so a whole
 # post takes at most this many SLACK_TIMEOUT_MS.
@@ -27,6 +29,7 @@ class Settings:
     database_pool_size: int = 20
     database_pgbouncer: bool = False
     database_timeout_s: float = 5.0
+    database_sqlite_synchronous: str = "full"
     public_url: str = "http://127.0.0.1:8000"
     admin_token: str = ""
     cron_secret: str = ""
@@ -124,6 +127,11 @@ class Settings:
                 "ALERT_CLAIM_STALE_S must be longer than one Slack post can take "
                 f"({SLACK_POST_ATTEMPTS} x SLACK_TIMEOUT_MS = {self.slack_post_bound_s:g} s), "
                 f"got {self.alert_claim_stale_s:g}"
+            )
+        if self.database_sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise SettingsError(
+                f"DATABASE_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
+                f"got {self.database_sqlite_synchronous!r}"
             )
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(

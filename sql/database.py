@@ -17,6 +17,11 @@ from sql.migrations import Migration
 
 Row = dict[str, Any]
 
+# SQLite's ``PRAGMA synchronous`` for the writer.  ``full`` (the default) syncs the WAL at every
+# commit, so a committed delivery survives a power loss; ``normal`` syncs only at checkpoints:
+# still consistent, but the last commits before a power loss (not a process crash) may roll back.
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
 
 class Connection(Protocol):
     async def execute(self, query: str, /, **params: Any) -> int:
@@ -46,13 +51,20 @@ class Database(Connection, Protocol):
 
 
 async def connect(
-    url: str, *, pool_size: int = 10, pgbouncer: bool = False, timeout_s: float = 5.0
+    url: str,
+    *,
+    pool_size: int = 10,
+    pgbouncer: bool = False,
+    timeout_s: float = 5.0,
+    sqlite_synchronous: str = "full",
 ) -> Database:
     """Open the database that ``url`` names (``sqlite:///path`` or ``postgresql://…``)."""
     if url.startswith("sqlite:///"):
         from sql.sqlite import SqliteDatabase
 
-        return await SqliteDatabase.open(url.removeprefix("sqlite:///"), timeout_s=timeout_s)
+        return await SqliteDatabase.open(
+            url.removeprefix("sqlite:///"), timeout_s=timeout_s, synchronous=sqlite_synchronous
+        )
     from sql.postgres import PostgresDatabase
 
     return await PostgresDatabase.open(

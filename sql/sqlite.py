@@ -4,8 +4,10 @@ SQLite has one writer at a time anyway, so all writes go through one connection 
 ``asyncio.Lock``: a write transaction opens with ``BEGIN IMMEDIATE`` and holds the lock until it
 commits or rolls back, which is why 100 simultaneous deliveries never see "database is locked".
 Read-only statements outside a transaction use a second connection, which WAL lets run beside
-the writer.  Timestamps are stored as UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (which sorts like
-time) and come back as aware datetimes, as they do from PostgreSQL.
+the writer.  The writer syncs the WAL at every commit (``synchronous=FULL``: a committed delivery
+survives a power loss) unless told to trade that away (``SQLITE_SYNCHRONOUS`` in
+``sql.database``).  Timestamps are stored as UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (which sorts
+like time) and come back as aware datetimes, as they do from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, cast
 import aiosqlite
 
 from sql import queries
-from sql.database import Row
+from sql.database import SQLITE_SYNCHRONOUS, Row
 from sql.errors import DatabaseUnavailable, classify
 from sql.migrations import Migration
 
@@ -93,7 +95,7 @@ class SqliteConnection:
             raise classify(exc) from exc
 
 
-async def _open_connection(path: str, timeout_s: float, *, readonly: bool) -> aiosqlite.Connection:
+async def _open_connection(path: str, timeout_s: float) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(
         path,
         timeout=timeout_s,
@@ -105,11 +107,6 @@ async def _open_connection(path: str, timeout_s: float, *, readonly: bool) -> ai
     await conn.create_function("now_plus", 1, _database_now_plus)
     await conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     await conn.execute("PRAGMA foreign_keys = ON")
-    if readonly:
-        await conn.execute("PRAGMA query_only = ON")
-    else:
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
 
@@ -125,12 +122,19 @@ class SqliteDatabase:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str, *, timeout_s: float) -> SqliteDatabase:
+    async def open(cls, path: str, *, timeout_s: float, synchronous: str) -> SqliteDatabase:
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {SQLITE_SYNCHRONOUS}, got {synchronous!r}"
+            )
         try:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            writer = await _open_connection(path, timeout_s, readonly=False)
-            reader = await _open_connection(path, timeout_s, readonly=True)
+            writer = await _open_connection(path, timeout_s)
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            reader = await _open_connection(path, timeout_s)
+            await reader.execute("PRAGMA query_only = ON")
         except Exception as exc:
             raise classify(exc) from exc
         return cls(writer, reader, timeout_s)

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Coroutine, Generator
+import sqlite3
+from collections.abc import Callable, Coroutine, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.runtime import open_runtime
+from gateway.settings import Settings, SettingsError
 from gateway.workspaces import WorkspaceOptions, create_workspace
-from sql import ConstraintViolation, Database, connect, database_now
-from sql.errors import UnknownQuery
+from sql import (
+    ConstraintViolation,
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    connect,
+    database_now,
+    is_connection_lost,
+)
+from sql.errors import UnknownQuery, classify
 from sql.migrations import discover
 from sql.queries import compile_query, parse
-from tests.conftest import rows
+from tests.conftest import make_settings, rows
 
 
 async def test_rows_are_dicts_with_aware_utc_datetimes_and_bools(db: Database) -> None:
@@ -160,10 +172,99 @@ async def _cancelled_at(
     return task, victim.suspensions
 
 
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+async def test_the_sqlite_writer_syncs_every_commit_unless_told_otherwise(
+    tmp_path: Path, setting: str | None, pragma: int
+) -> None:
+    """``synchronous=FULL`` (2) by default: a committed delivery survives a power loss.
+    ``DATABASE_SQLITE_SYNCHRONOUS=normal`` (1) trades that away."""
+    env = {} if setting is None else {"DATABASE_SQLITE_SYNCHRONOUS": setting}
+    settings = make_settings(f"sqlite:///{tmp_path / 'sync.db'}", **env)
+    async with open_runtime(settings) as runtime:
+        writer = runtime.db._writer  # type: ignore[attr-defined]  # the pragma is per connection
+        assert await writer.execute_fetchall("PRAGMA synchronous") == [{"synchronous": pragma}]
+        assert await writer.execute_fetchall("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+
+
+def test_an_unknown_sqlite_synchronous_mode_is_refused() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_SQLITE_SYNCHRONOUS must be one of full"):
+        Settings.from_env({"DATABASE_SQLITE_SYNCHRONOUS": "off"})
+
+
 async def test_a_unique_violation_is_a_constraint_violation(db: Database) -> None:
     await db.execute("insert_workspace", **_workspace_params("ws_00000000000000dd"))
     with pytest.raises(ConstraintViolation):
         await db.execute("insert_workspace", **_workspace_params("ws_00000000000000dd"))
+
+
+async def test_a_parameter_the_driver_cannot_bind_is_an_error_not_an_outage(db: Database) -> None:
+    """asyncpg's client-side DataError is an InterfaceError, like a lost connection; called an
+    outage, the delivery would be answered 503 for ever.  sqlite3's binding error has no code."""
+    with pytest.raises(DatabaseError) as caught:
+        await db.execute("mark_lead_interested", id={"not": "an id"}, now=dt.datetime.now(dt.UTC))
+    assert not isinstance(caught.value, DatabaseUnavailable)
+    assert not is_connection_lost(caught.value)
+
+
+def _busy(path: Path) -> None:
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    sqlite3.connect(path, timeout=0).execute("BEGIN IMMEDIATE")
+
+
+def _read_only(path: Path) -> None:
+    sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("INSERT INTO t VALUES (1)")
+
+
+def _full(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA max_page_count = 2")  # what a full disk looks like to SQLite
+    conn.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+
+
+def _cannot_open(path: Path) -> None:
+    sqlite3.connect(path.parent / "missing" / "hookgate.db")
+
+
+def _constraint_saying_locked(path: Path) -> None:
+    """A constraint violation whose text is "database is locked": classified by code, not text."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON t BEGIN "
+        "SELECT RAISE(ABORT, 'database is locked'); END"
+    )
+    conn.execute("INSERT INTO t VALUES (1)")
+
+
+def _syntax(path: Path) -> None:
+    sqlite3.connect(path).execute("SELEC 1")
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        (_busy, DatabaseUnavailable),
+        (_read_only, DatabaseUnavailable),
+        (_full, DatabaseUnavailable),
+        (_cannot_open, DatabaseUnavailable),
+        (_constraint_saying_locked, ConstraintViolation),
+        (_syntax, DatabaseError),
+    ],
+    ids=["busy", "read-only", "full", "cannot-open", "constraint", "syntax"],
+)
+def test_sqlite_errors_are_classified_by_their_code(
+    tmp_path: Path, cause: Callable[[Path], None], expected: type[DatabaseError]
+) -> None:
+    path = tmp_path / "codes.db"
+    sqlite3.connect(path, isolation_level=None).execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.Error) as raised:
+        cause(path)
+    assert type(classify(raised.value)) is expected, raised.value.sqlite_errorname
+
+
+async def test_a_sqlite_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnavailable, match="SQLITE_CANTOPEN"):
+        await connect(f"sqlite:///{tmp_path}")  # a directory
 
 
 async def test_an_unknown_query_name_is_reported(db: Database) -> None:
