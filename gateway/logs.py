@@ -1,4 +1,5 @@
-"""Logs as one JSON object per line, with secrets masked wherever they might slip in."""
+"""Logs as one JSON object per line, with secrets — and the row values a database error quotes —
+masked wherever they might slip in."""
 
 from __future__ import annotations
 
@@ -21,8 +22,16 @@ _SECRET_IN_TEXT = re.compile(
 )
 
 
+# The values PostgreSQL quotes in an error's DETAIL: "Key (workspace_id, phone)=(ws_…, +1555…)
+# already exists.", "Failing row contains (…)." — a lead's email or phone, a message's body.  The
+# value runs to the line's last ")", so a value holding parentheses is masked whole.
+_ROW_VALUES_IN_TEXT = re.compile(
+    r"(\bKey \([^)]*\)=\(|\bFailing row contains \().*?(\)[^()]*)$", re.M
+)
+
+
 def mask_text(text: str) -> str:
-    return _SECRET_IN_TEXT.sub(r"\1***", text)
+    return _ROW_VALUES_IN_TEXT.sub(r"\1***\2", _SECRET_IN_TEXT.sub(r"\1***", text))
 
 
 def _mask(key: str, value: Any) -> Any:

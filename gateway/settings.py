@@ -34,6 +34,7 @@ class Settings:
     admin_token: str = ""
     cron_secret: str = ""
     webhook_max_body_bytes: int = 1024 * 1024
+    webhook_body_timeout_s: float = 10.0
     workspace_cache_ttl_s: float = 5.0
     ghl_max_skew_s: int = 4500
     job_concurrency: int = 10
@@ -92,6 +93,7 @@ class Settings:
         positive = {
             "DATABASE_POOL_SIZE": self.database_pool_size,
             "WEBHOOK_MAX_BODY_BYTES": self.webhook_max_body_bytes,
+            "WEBHOOK_BODY_TIMEOUT_S": self.webhook_body_timeout_s,
             "JOB_CONCURRENCY": self.job_concurrency,
             "JOB_POLL_INTERVAL_MS": self.job_poll_interval_ms,
             "JOB_LEASE_S": self.job_lease_s,

@@ -1,14 +1,16 @@
 """``POST /webhooks/{provider}/{workspace_id}``: the shared path every provider goes through.
 
-Order matters and is the contract: the size limit, the token and the provider's own checks all
-come before any write; the body is parsed only once the sender is known to be the workspace's
-provider.  Then the provider's parser normalises the delivery and ``gateway.ingest`` stores it.
-A JSON object the parser cannot read is kept raw in the quarantine (``gateway.quarantine``) and
-answered 202 (200 to Unipile, which retries anything else), for replay once the parser is fixed.
+Order matters and is the contract: the size limit and the body's deadline, the token and the
+provider's own checks all come before any write; the body is parsed only once the sender is
+known to be the workspace's provider.  Then the provider's parser normalises the delivery and
+``gateway.ingest`` stores it.  A JSON object the parser cannot read is kept raw in the quarantine
+(``gateway.quarantine``) and answered 202 (200 to Unipile, which retries anything else), for
+replay once the parser is fixed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,10 +34,11 @@ RETRY_AFTER_S = "5"
 class Rejected(Exception):
     """A delivery answered with an error status; nothing was stored."""
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.headers = headers
 
 
 def json_response(
@@ -53,7 +56,9 @@ async def receive(request: Request) -> Response:
         body = await _handle(runtime, provider, request)
     except Rejected as rejected:
         runtime.metrics.webhooks.labels(provider.name, f"rejected_{rejected.status}").inc()
-        return json_response(rejected.status, {"success": False, "error": rejected.error})
+        return json_response(
+            rejected.status, {"success": False, "error": rejected.error}, rejected.headers
+        )
     except DatabaseUnavailable as exc:
         runtime.metrics.webhooks.labels(provider.name, "unavailable").inc()
         log.warning("database unavailable", extra={"provider": provider.name, "error": str(exc)})
@@ -84,7 +89,9 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
     workspace_id = request.path_params["workspace_id"]
     if not is_workspace_id(workspace_id):
         raise Rejected(401, "unauthorized")
-    raw_body = await _read_body(request, settings.webhook_max_body_bytes)
+    raw_body = await _read_body(
+        request, settings.webhook_max_body_bytes, settings.webhook_body_timeout_s
+    )
     workspace = await runtime.workspaces.get(workspace_id)
     if workspace is None:
         raise Rejected(401, "unauthorized")
@@ -120,7 +127,7 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
     return outcome.answer()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -129,11 +136,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Rejected(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        # One deadline for the whole body: a sender trickling a byte at a time must not hold
+        # the request (and its place in the server) for ever.
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Rejected(413, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        # What is left of the body is never read: the connection cannot carry another request.
+        raise Rejected(
+            408, f"body not received within {timeout_s:g} s", {"Connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 

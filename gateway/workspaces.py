@@ -3,18 +3,22 @@ the short-lived in-process cache the webhook path reads them through."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from gateway.settings import PROVIDERS, Settings
 from sql import Database, Row
 
 WORKSPACE_ID_PREFIX = "ws_"
+
+_Entry = TypeVar("_Entry")
 
 
 def hash_secret(value: str) -> str:
@@ -105,23 +109,67 @@ async def list_workspaces(db: Database) -> list[Row]:
 
 class WorkspaceCache:
     """Workspace rows by id, kept for ``ttl_s`` seconds so the webhook path does not read the
-    same row on every delivery.  A changed token takes effect within ``ttl_s`` on every replica.
-    Misses are not cached, so a workspace created a moment ago is found at once."""
+    same row on every delivery.  Unknown ids are kept too: a flood of made-up ``ws_…`` ids then
+    costs one query per id per ``ttl_s``, not a pooled connection and a query per request, and
+    lookups of one id that arrive together share one query.  A changed token, or a workspace
+    created after its id was asked for, takes effect within ``ttl_s`` on every replica.
 
-    def __init__(self, db: Database, ttl_s: float, clock: Any = time.monotonic) -> None:
+    Each kind is bounded (``max_ids``, oldest dropped first), and apart: unknown ids can
+    neither grow memory nor push the real workspaces out."""
+
+    def __init__(
+        self,
+        db: Database,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_ids: int = 10_000,
+    ) -> None:
         self._db = db
         self._ttl_s = ttl_s
         self._clock = clock
-        self._rows: dict[str, tuple[float, Row]] = {}
+        self._max_ids = max_ids
+        # id -> (expiry, row); insertion order is expiry order, as every entry lives ttl_s.
+        self._known: dict[str, tuple[float, Row]] = {}
+        self._unknown: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Task[Row | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._known) + len(self._unknown)
 
     async def get(self, workspace_id: str) -> Row | None:
         now = self._clock()
-        cached = self._rows.get(workspace_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        known = self._known.get(workspace_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        unknown_until = self._unknown.get(workspace_id)
+        if unknown_until is not None and unknown_until > now:
+            return None
+        loading = self._loading.get(workspace_id)
+        if loading is None:
+            loading = asyncio.create_task(self._load(workspace_id))
+            self._loading[workspace_id] = loading
+            loading.add_done_callback(lambda task: self._loaded(workspace_id, task))
+        # Shielded: a cancelled caller must not cancel the lookup the others wait for.
+        return await asyncio.shield(loading)
+
+    async def _load(self, workspace_id: str) -> Row | None:
         row = await self._db.fetch_one("get_workspace", id=workspace_id)
-        if row is not None and self._ttl_s > 0:
-            if len(self._rows) > 10_000:
-                self._rows.clear()
-            self._rows[workspace_id] = (now + self._ttl_s, row)
+        if self._ttl_s > 0:
+            expires = self._clock() + self._ttl_s
+            if row is None:
+                _keep(self._unknown, workspace_id, expires, self._max_ids)
+            else:
+                _keep(self._known, workspace_id, (expires, row), self._max_ids)
         return row
+
+    def _loaded(self, workspace_id: str, task: asyncio.Task[Row | None]) -> None:
+        del self._loading[workspace_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every caller was cancelled
+
+
+def _keep(entries: dict[str, _Entry], key: str, entry: _Entry, limit: int) -> None:
+    entries.pop(key, None)  # re-inserted at the end: the order stays the order of expiry
+    while len(entries) >= limit:
+        del entries[next(iter(entries))]
+    entries[key] = entry

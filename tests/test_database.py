@@ -61,7 +61,7 @@ async def test_a_transaction_that_raises_rolls_back(db: Database) -> None:
         async with db.transaction() as conn:
             await conn.execute(
                 "insert_workspace",
-                **_workspace_params("ws_00000000000000aa"),
+                **workspace_params("ws_00000000000000aa"),
             )
             raise Boom
     assert await db.fetch_one("get_workspace", id="ws_00000000000000aa") is None
@@ -72,7 +72,7 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_database(db: Dat
 
     async def stuck() -> None:
         async with db.transaction() as conn:
-            await conn.execute("insert_workspace", **_workspace_params("ws_00000000000000bb"))
+            await conn.execute("insert_workspace", **workspace_params("ws_00000000000000bb"))
             entered.set()
             await asyncio.sleep(30)
 
@@ -83,18 +83,18 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_database(db: Dat
         await task
     assert await db.fetch_one("get_workspace", id="ws_00000000000000bb") is None
     async with asyncio.timeout(5):  # the writer / connection is free again
-        await db.execute("insert_workspace", **_workspace_params("ws_00000000000000cc"))
+        await db.execute("insert_workspace", **workspace_params("ws_00000000000000cc"))
 
 
 async def _two_statement_transaction(db: Database, ids: list[str]) -> None:
     async with db.transaction() as conn:
         for workspace_id in ids:
-            await conn.execute("insert_workspace", **_workspace_params(workspace_id))
+            await conn.execute("insert_workspace", **workspace_params(workspace_id))
 
 
 async def _plain_write(db: Database, ids: list[str]) -> None:
     [workspace_id] = ids
-    await db.execute("insert_workspace", **_workspace_params(workspace_id))
+    await db.execute("insert_workspace", **workspace_params(workspace_id))
 
 
 # The write a cancellation lands in; the fewest awaits it has: waiting for the writer (SQLite)
@@ -192,9 +192,9 @@ def test_an_unknown_sqlite_synchronous_mode_is_refused() -> None:
 
 
 async def test_a_unique_violation_is_a_constraint_violation(db: Database) -> None:
-    await db.execute("insert_workspace", **_workspace_params("ws_00000000000000dd"))
+    await db.execute("insert_workspace", **workspace_params("ws_00000000000000dd"))
     with pytest.raises(ConstraintViolation):
-        await db.execute("insert_workspace", **_workspace_params("ws_00000000000000dd"))
+        await db.execute("insert_workspace", **workspace_params("ws_00000000000000dd"))
 
 
 async def test_a_parameter_the_driver_cannot_bind_is_an_error_not_an_outage(db: Database) -> None:
@@ -275,7 +275,7 @@ async def test_an_unknown_query_name_is_reported(db: Database) -> None:
 async def test_many_concurrent_write_transactions_never_see_a_lock_error(db: Database) -> None:
     async def write(i: int) -> None:
         async with db.transaction() as conn:
-            await conn.execute("insert_workspace", **_workspace_params(f"ws_{i:016x}"))
+            await conn.execute("insert_workspace", **workspace_params(f"ws_{i:016x}"))
 
     await asyncio.gather(*(write(i) for i in range(100)))
     assert len(await db.fetch_all("list_workspaces")) == 100
@@ -300,7 +300,7 @@ def test_a_query_defined_twice_in_a_file_is_refused() -> None:
         parse("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;")
 
 
-def _workspace_params(workspace_id: str) -> dict[str, object]:
+def workspace_params(workspace_id: str) -> dict[str, object]:
     hashes = {
         f"{p}_token_hash": "x" for p in ("emailbison", "ghl", "unipile", "smartlead", "instantly")
     }

@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+
+import asyncpg
+import pytest
 
 from gateway.logs import JsonFormatter
+from gateway.workspaces import WorkspaceOptions, create_workspace
+from sql import ConstraintViolation, connect
+from sql.errors import classify
 
 
 def render(message: str, **extra: object) -> dict[str, object]:
@@ -29,3 +36,46 @@ def test_secrets_never_appear() -> None:
     text = json.dumps(line)
     for secret in ("abc123", "k9", "sk-live-1", "s3"):
         assert secret not in text
+
+
+async def test_the_row_values_a_database_error_quotes_never_appear(postgres_url: str) -> None:
+    """What the lead identity attach logs when another lead holds the phone: PostgreSQL's own
+    unique-violation text, whose DETAIL quotes the phone, as the port translates it."""
+    db = await connect(postgres_url)
+    workspace = await create_workspace(db, "Acme", WorkspaceOptions())
+    await db.close()
+    conn = await asyncpg.connect(postgres_url)
+    insert = "INSERT INTO leads (workspace_id, phone, email) VALUES ($1, $2, $3)"
+    phone, other_phone, email = "+15550001111", "+15550002222", "third@example.com"
+    try:
+        await conn.execute(insert, workspace.id, phone, "first@example.com")
+        with pytest.raises(asyncpg.UniqueViolationError) as raised:
+            await conn.execute(insert, workspace.id, phone, "second@example.com")
+        with pytest.raises(asyncpg.NotNullViolationError) as no_workspace:
+            await conn.execute(insert, None, other_phone, email)
+    finally:
+        await conn.close()
+    violation = classify(raised.value)
+    assert phone in str(violation)  # the port's message carries the detail …
+    try:
+        raise violation from raised.value
+    except ConstraintViolation:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "hookgate.ingest",
+        logging.INFO,
+        __file__,
+        1,
+        "lead identity kept by another lead",
+        None,
+        exc_info,
+    )
+    record.__dict__.update(workspace_id=workspace.id, lead_id=2, error=str(violation))
+    not_null = render("insert failed", error=str(classify(no_workspace.value)))
+    text = JsonFormatter().format(record) + json.dumps(not_null)
+    for value in (phone, other_phone, email):
+        assert value not in text  # … the log line does not
+    line = json.loads(JsonFormatter().format(record))
+    assert "leads_workspace_id_phone_key" in line["error"]  # what went wrong is still said
+    assert "Key (workspace_id, phone)=(***) already exists." in line["error"]
+    assert "Failing row contains (***)" in str(not_null["error"])

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
-from sql import Database
-from tests.conftest import AppClient, count, encode, fixture_bytes, fixture_json, rows
+from sql import Database, connect
+from sql.migrations import discover
+from tests.conftest import (
+    AppClient,
+    count,
+    encode,
+    fixture_bytes,
+    fixture_json,
+    rows,
+    start_server,
+    stop_server,
+)
 
 REPLIED = "emailbison/lead_replied.json"
 
@@ -276,6 +290,59 @@ async def test_oversized_body_is_413_whether_declared_or_streamed(
     assert streamed.status_code == 413
     assert "larger than" in streamed.json()["error"]
     assert await count(settings.database_url, "messages") == 0
+
+
+async def test_a_body_trickled_slowly_to_a_live_server_is_408_and_the_server_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Headers at once, then the body a byte at a time (it would take minutes): the request ends
+    at WEBHOOK_BODY_TIMEOUT_S with a 408 naming the cause while the body is still coming, the
+    connection is closed, nothing is stored, and the next delivery is stored.  (No database
+    is involved in the deadline: SQLite only.)"""
+    database_url = f"sqlite:///{tmp_path / 'hookgate.db'}"
+    db = await connect(database_url)
+    await db.apply_migrations(discover(db.dialect))
+    workspace = await create_workspace(db, "Acme", WorkspaceOptions())
+    await db.close()
+    server = start_server(
+        {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", "WEBHOOK_BODY_TIMEOUT_S": "1"}
+    )
+    body = fixture_bytes(REPLIED)
+    path = f"/webhooks/emailbison/{workspace.id}?token={workspace.tokens['emailbison']}"
+    try:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+
+        async def trickle() -> None:
+            for byte in body:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+        sender = asyncio.create_task(trickle())
+        try:
+            answer = await asyncio.wait_for(reader.read(), 30)  # all of it, until the close
+            still_sending = not sender.done()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+            writer.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0] == b"HTTP/1.1 408 Request Timeout"
+        assert b"connection: close" in head.lower()
+        assert json.loads(payload) == {"success": False, "error": "body not received within 1 s"}
+        assert still_sending, "the server waited for the whole body"
+        assert await count(database_url, "messages") == 0
+        async with httpx2.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            assert (await http.post(path, content=body)).json()["deduped"] is False
+    finally:
+        stop_server(server)
+    assert await count(database_url, "messages") == 1
 
 
 async def test_a_body_exactly_at_the_limit_is_accepted(
