@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -119,7 +118,6 @@ async def hookgate_enqueue_one(db: Any, i: int) -> None:
         db,
         JOB_TYPE,
         f"{JOB_TYPE}:{i}",
-        now=dt.datetime.now(dt.UTC),
         max_attempts=1,
         payload={"t": time.time()},
     )

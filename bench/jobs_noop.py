@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import time
 
 from bench import _common as c
@@ -43,11 +42,10 @@ async def measure(url: str, count: int, concurrency: int, timeout_s: float) -> d
     db = await connect(url, pool_size=concurrency + 2)
     try:
         await db.apply_migrations(discover(db.dialect))
-        now = dt.datetime.now(dt.UTC)
         for start in range(0, count, BATCH):
             async with db.transaction() as conn:
                 for i in range(start, min(start + BATCH, count)):
-                    await queue.enqueue(conn, "NOOP", f"NOOP:{i}", now=now, max_attempts=1)
+                    await queue.enqueue(conn, "NOOP", f"NOOP:{i}", max_attempts=1)
         registry = HandlerRegistry()
         registry.register("NOOP")(noop)
         runtime = Runtime(settings, db, Metrics(), WorkspaceCache(db, 5))

@@ -289,7 +289,6 @@ async def store_message(
                     message_id=message_id,
                     payload=orjson.dumps({"event": msg.event}).decode(),
                     max_attempts=max_attempts,
-                    now=now,
                 )
             # The lead last: its row stays locked until the commit, so hold it the shortest.
             lead_id = await upsert_lead(conn, workspace_id, msg.lead, now)
@@ -312,7 +311,7 @@ async def store_message(
                     await conn.execute("mark_lead_interested", id=lead_id, now=now)
             if job_type is not None:
                 revived = await conn.execute(
-                    "requeue_dead_job", dedupe_key=f"{job_type}:{message_id}", now=now
+                    "requeue_dead_job", dedupe_key=f"{job_type}:{message_id}"
                 )
     if deduped:
         log.info(

@@ -17,6 +17,9 @@ PROVIDERS = ("emailbison", "ghl", "unipile", "smartlead", "instantly")
 # One Slack post's attempts: the first and two rate-limit retries (clients/slack.py), so a whole
 # post takes at most this many SLACK_TIMEOUT_MS.
 SLACK_POST_ATTEMPTS = 3
+# A job's attempts: past this many the backoff cap (15 min) has made a failing job retry for a
+# day, and a larger number is a typo rather than a policy.
+MAX_JOB_ATTEMPTS = 100
 
 
 class SettingsError(ValueError):
@@ -115,6 +118,10 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be greater than 0, got {value}")
+        if self.job_max_attempts > MAX_JOB_ATTEMPTS:
+            raise SettingsError(
+                f"JOB_MAX_ATTEMPTS must be at most {MAX_JOB_ATTEMPTS}, got {self.job_max_attempts}"
+            )
         if self.quarantine_max_per_hour < 0:  # 0: quarantine off (unreadable payloads get 400)
             raise SettingsError(
                 f"QUARANTINE_MAX_PER_HOUR must be 0 or more, got {self.quarantine_max_per_hour}"

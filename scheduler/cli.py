@@ -56,11 +56,10 @@ def cmd_jobs_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_jobs_retry(settings: Settings, args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> int:
-        now = runtime.clock()
         if args.dead:
-            print(f"{await queue.retry_dead_jobs(runtime.db, now=now)} dead jobs back to pending")
+            print(f"{await queue.retry_dead_jobs(runtime.db)} dead jobs back to pending")
             return 0
-        if await queue.retry_job(runtime.db, args.id, now=now):
+        if await queue.retry_job(runtime.db, args.id):
             print(f"job {args.id} is pending and due now")
             return 0
         print(f"job {args.id} not retried: it does not exist, or is running or succeeded")

@@ -10,10 +10,14 @@ A scheduled tick keeps the lease for 90% of the interval, even after it finishes
 whose schedules are not aligned do not run the same cron again in between: exactly one replica
 runs each tick.  While a run goes on its lease is renewed (a dead holder loses it within
 ``min(hold, 60 s)``); a run that loses its lease to another replica is cancelled.  A manual run
-may also take the lease of a finished run, and gives it back when it ends.  A cron already
-running (here or on another replica) is ``CronBusy``.
+may also take the lease of a finished run, and gives it back when it ends; so does a run
+cancelled by shutdown, so another replica can run that tick.  A cron already running (here or
+on another replica) is ``CronBusy``.
 
-The end of a run (``last_finished_at``, ``last_outcome``, ``breaker_opened_at``) is written on
+The database keeps the clock: a lease is taken, renewed and compared with its ``now()``, and
+a run's start is the database's ``last_started_at``.  Its end is that start plus the run's
+duration on this process's monotonic clock, so no replica's wall clock is ever written or
+compared.  The end (``last_finished_at``, ``last_outcome``, ``breaker_opened_at``) is written on
 the lease row.  When that write fails (the database is what went away) it is kept and written
 before this process's next run of that cron, guarded so it never overwrites a later run.
 """
@@ -24,6 +28,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -92,11 +97,25 @@ class CronRun:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScheduledJob:
-    """A coroutine function the scheduler runs every ``seconds``, never overlapping itself."""
+    """A coroutine function the scheduler runs every ``seconds`` (and once at start with
+    ``at_start``), never overlapping itself."""
 
     id: str
     seconds: float
     func: Callable[[], Awaitable[object]]
+    at_start: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Tick:
+    """A run that holds its lease: ``started`` is the database's ``last_started_at`` (with
+    the holder, the run's identity on the lease row), ``began`` the monotonic time it was taken,
+    ``keep_until`` how long the lease stays after the run ends."""
+
+    spec: CronSpec
+    started: dt.datetime
+    began: float
+    keep_until: dt.datetime
 
 
 class CronBusy(Exception):
@@ -187,38 +206,29 @@ class CronService:
         self._active[spec.name] = task  # set before any await: the in-process guard
         try:
             await self._record_unrecorded(spec.name)
-            hold = dt.timedelta(seconds=spec.interval_s * HOLD_FRACTION)
-            window = min(hold, dt.timedelta(seconds=MAX_RENEW_WINDOW_S))
-            now = self.runtime.clock()
+            hold_s = spec.interval_s * HOLD_FRACTION
+            window_s = min(hold_s, MAX_RENEW_WINDOW_S)
+            began = time.monotonic()
             lease = await self.runtime.db.fetch_one(
                 "take_cron_lease",
                 name=spec.name,
                 holder=self.holder,
-                expires_at=now + (window if manual else hold),
-                now=now,
+                lease_s=window_s if manual else hold_s,
                 manual=manual,
             )
             if lease is None:
                 raise CronBusy(spec.name)
-            return await self._execute(spec, now, hold, window, manual=manual)
+            started: dt.datetime = lease["last_started_at"]
+            tick = _Tick(spec, started, began, started if manual else lease["expires_at"])
+            return await self._execute(tick, window_s)
         finally:
             self._active.pop(spec.name, None)
 
-    async def _execute(
-        self,
-        spec: CronSpec,
-        started: dt.datetime,
-        hold: dt.timedelta,
-        window: dt.timedelta,
-        *,
-        manual: bool,
-    ) -> CronRun:
-        keep_until = started if manual else started + hold
+    async def _execute(self, tick: _Tick, window_s: float) -> CronRun:
+        spec = tick.spec
         lost = asyncio.Event()
         body = asyncio.create_task(spec.run(self.runtime), name=f"cron:{spec.name}")
-        renewer = asyncio.create_task(
-            self._renew(spec.name, started, keep_until, window, body, lost)
-        )
+        renewer = asyncio.create_task(self._renew(tick, window_s, body, lost))
         result = CronResult()
         outcome, error = "ok", None
         try:
@@ -230,7 +240,7 @@ class CronService:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not lost.is_set() or (current is not None and current.cancelling()):
-                await asyncio.shield(self._end(spec, started, keep_until, "cancelled", None))
+                await asyncio.shield(self._end(tick, "cancelled", None))
                 raise
             outcome, error = "lost_lease", "another replica took the lease over"
         except Exception as exc:
@@ -239,25 +249,22 @@ class CronService:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-        return await self._end(spec, started, keep_until, outcome, error, result)
+        return await self._end(tick, outcome, error, result)
 
     async def _end(
-        self,
-        spec: CronSpec,
-        started: dt.datetime,
-        keep_until: dt.datetime,
-        outcome: str,
-        error: str | None,
-        result: CronResult | None = None,
+        self, tick: _Tick, outcome: str, error: str | None, result: CronResult | None = None
     ) -> CronRun:
-        finished = self.runtime.clock()
+        duration_s = time.monotonic() - tick.began
+        finished = tick.started + dt.timedelta(seconds=duration_s)
+        # A run cut short by shutdown hands its lease back: another replica may run the tick.
+        expires = finished if outcome == "cancelled" else max(tick.keep_until, finished)
         run = CronRun(
-            name=spec.name,
+            name=tick.spec.name,
             holder=self.holder,
-            started_at=started,
+            started_at=tick.started,
             finished_at=finished,
             outcome=outcome,
-            expires_at=max(keep_until, finished),
+            expires_at=expires,
             error=error,
             detail=result.detail if result else {},
             breaker_opened_at=result.breaker_opened_at if result else None,
@@ -267,20 +274,20 @@ class CronService:
             level,
             "cron run finished",
             extra={
-                "cron": spec.name,
+                "cron": run.name,
                 "outcome": outcome,
                 "error": error,
-                "duration_s": round((finished - started).total_seconds(), 3),
+                "duration_s": round(duration_s, 3),
                 **run.detail,
             },
         )
         try:
             await self._record(run)
         except DatabaseError as exc:
-            self._unrecorded[spec.name] = run
+            self._unrecorded[run.name] = run
             log.warning(
                 "cron run's end not recorded; it is written before this cron's next run here",
-                extra={"cron": spec.name, "error": str(exc)},
+                extra={"cron": run.name, "error": str(exc)},
             )
         return run
 
@@ -308,27 +315,21 @@ class CronService:
         self._unrecorded.pop(name, None)
 
     async def _renew(
-        self,
-        name: str,
-        started: dt.datetime,
-        keep_until: dt.datetime,
-        window: dt.timedelta,
-        body: asyncio.Task[CronResult],
-        lost: asyncio.Event,
+        self, tick: _Tick, window_s: float, body: asyncio.Task[CronResult], lost: asyncio.Event
     ) -> None:
-        """Every third of the window, push the lease to ``max(keep_until, now + window)``.  A
+        """Every third of the window, push the lease to at least ``window_s`` from now.  A
         renewal that finds the lease taken over cancels the run."""
-        interval = max(window.total_seconds() / 3, 0.05)
+        name = tick.spec.name
+        interval = max(window_s / 3, 0.05)
         while not body.done():
             await asyncio.sleep(interval)
-            now = self.runtime.clock()
             try:
                 owned = await self.runtime.db.fetch_one(
                     "renew_cron_lease",
                     name=name,
                     holder=self.holder,
-                    started_at=started,
-                    expires_at=max(keep_until, now + window),
+                    started_at=tick.started,
+                    window_s=window_s,
                 )
             except DatabaseError as exc:
                 log.warning("cron lease renewal failed", extra={"cron": name, "error": str(exc)})

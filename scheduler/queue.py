@@ -1,15 +1,17 @@
 """The SQL-facing side of background jobs: enqueue, claim, finish, leases, and the operator's
-views.  Every statement is a named query (``sql/queries/jobs.sql``, claiming in
-``sql/<dialect>/queries/jobs.sql``); every time is passed in by the caller's clock.
+views.  Every statement is a named query (``sql/queries/jobs.sql``; claiming, renewing and
+releasing in ``sql/<dialect>/queries/jobs.sql``).  Every time is the database's: the statements
+use ``now()`` and ``now_plus(seconds)``, and callers pass durations, never instants.
 
-A run is owned by the worker id in ``locked_by`` until ``locked_until``.  Finishing or renewing
-checks that ownership, so the methods that end a run return whether this worker still owned it.
+A run is owned by its claim: each claim increments the job's ``claim_token`` (a fencing token)
+and every renew, finish and release checks the job's id and that token, so the methods that end
+a run return whether its claim still held.  ``locked_by`` only says which worker holds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -17,6 +19,8 @@ import orjson
 from sql import Connection, Database, Row
 
 STATUSES = ("pending", "running", "succeeded", "dead")
+
+ClaimKey = tuple[int, int]  # (job id, claim token)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +35,11 @@ class Job:
     payload: dict[str, Any]
     attempts: int  # including this run
     max_attempts: int
+    claim_token: int  # this run's claim; the row carries it while the claim holds
+
+    @property
+    def claim(self) -> ClaimKey:
+        return (self.id, self.claim_token)
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -44,6 +53,7 @@ class Job:
             payload=dict(payload),
             attempts=int(row["attempts"]),
             max_attempts=int(row["max_attempts"]),
+            claim_token=int(row["claim_token"]),
         )
 
 
@@ -52,15 +62,14 @@ async def enqueue(
     job_type: str,
     dedupe_key: str,
     *,
-    now: dt.datetime,
     max_attempts: int,
     payload: dict[str, Any] | None = None,
     workspace_id: str | None = None,
     message_id: int | None = None,
 ) -> int | None:
-    """Enqueue a job (on a database or inside a transaction), or re-enqueue a dead one with the
-    same key.  Returns the job id, or None when a pending, running or succeeded job already has
-    that key (it is left alone)."""
+    """Enqueue a job due now (on a database or inside a transaction), or re-enqueue a dead one
+    with the same key.  Returns the job id, or None when a pending, running or succeeded job
+    already has that key (it is left alone)."""
     row = await db.fetch_one(
         "enqueue_job",
         type=job_type,
@@ -69,9 +78,13 @@ async def enqueue(
         message_id=message_id,
         payload=orjson.dumps(payload or {}).decode(),
         max_attempts=max_attempts,
-        now=now,
     )
     return None if row is None else int(row["id"])
+
+
+def _claims_param(jobs: Iterable[Job]) -> str:
+    """The ``:claims`` parameter of renew and release: ``[[id, claim_token], …]`` as JSON."""
+    return orjson.dumps([job.claim for job in jobs]).decode()
 
 
 class JobQueue:
@@ -81,48 +94,44 @@ class JobQueue:
         self.db = db
         self.worker = worker
 
-    async def claim(self, n: int, *, now: dt.datetime, lease_until: dt.datetime) -> list[Job]:
-        """Take up to ``n`` due pending jobs, oldest first."""
+    async def claim(self, n: int, *, lease_s: float) -> list[Job]:
+        """Take up to ``n`` due pending jobs, oldest first, each leased for ``lease_s``."""
         if n <= 0:
             return []
-        rows = await self.db.fetch_all(
-            "claim_jobs", worker=self.worker, now=now, lease_until=lease_until, n=n
-        )
+        rows = await self.db.fetch_all("claim_jobs", worker=self.worker, lease_s=lease_s, n=n)
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
-    async def reclaim_expired(self, *, now: dt.datetime) -> int:
+    async def reclaim_expired(self) -> int:
         """Runs whose lease expired (their worker died) go back to pending, or dead when that
         was their last attempt.  Returns how many."""
-        return await self.db.execute("reclaim_expired_jobs", now=now)
+        return await self.db.execute("reclaim_expired_jobs")
 
-    async def succeed(self, job: Job, *, now: dt.datetime) -> bool:
-        return await self.db.execute("succeed_job", id=job.id, worker=self.worker, now=now) == 1
+    async def succeed(self, job: Job) -> bool:
+        return await self.db.execute("succeed_job", id=job.id, claim_token=job.claim_token) == 1
 
-    async def retry_later(
-        self, job: Job, *, error: str, now: dt.datetime, run_at: dt.datetime
-    ) -> bool:
+    async def retry_later(self, job: Job, *, error: str, delay_s: float) -> bool:
+        """Back to pending, due ``delay_s`` from now."""
         changed = await self.db.execute(
-            "retry_job_later", id=job.id, worker=self.worker, error=error, now=now, run_at=run_at
+            "retry_job_later", id=job.id, claim_token=job.claim_token, error=error, delay_s=delay_s
         )
         return changed == 1
 
-    async def bury(self, job: Job, *, error: str, now: dt.datetime) -> bool:
+    async def bury(self, job: Job, *, error: str) -> bool:
         """Mark the job dead with its last error."""
         changed = await self.db.execute(
-            "bury_job", id=job.id, worker=self.worker, error=error, now=now
+            "bury_job", id=job.id, claim_token=job.claim_token, error=error
         )
         return changed == 1
 
-    async def renew(self, *, now: dt.datetime, lease_until: dt.datetime) -> set[int]:
-        """Extend every lease this worker holds; return the ids it still owns."""
-        rows = await self.db.fetch_all(
-            "renew_leases", worker=self.worker, now=now, lease_until=lease_until
-        )
-        return {int(r["id"]) for r in rows}
+    async def renew(self, jobs: Iterable[Job], *, lease_s: float) -> set[ClaimKey]:
+        """Extend the leases of exactly these claims; return the ones that still held."""
+        rows = await self.db.fetch_all("renew_leases", claims=_claims_param(jobs), lease_s=lease_s)
+        return {(int(r["id"]), int(r["claim_token"])) for r in rows}
 
-    async def release(self, *, now: dt.datetime) -> int:
-        """Put this worker's unfinished runs back to pending (shutdown)."""
-        return await self.db.execute("release_jobs", worker=self.worker, now=now)
+    async def release(self, jobs: Iterable[Job]) -> int:
+        """Put these claims' unfinished runs back to pending, the attempt not counted
+        (shutdown)."""
+        return await self.db.execute("release_jobs", claims=_claims_param(jobs))
 
 
 async def list_jobs(
@@ -140,11 +149,11 @@ async def job_counts(db: Database) -> dict[str, dict[str, int]]:
     return counts
 
 
-async def retry_job(db: Database, job_id: int, *, now: dt.datetime) -> bool:
+async def retry_job(db: Database, job_id: int) -> bool:
     """Operator retry of one job: dead → pending with fresh attempts, pending → due now.
     False when the job does not exist or is running or succeeded."""
-    return await db.fetch_one("retry_job_now", id=job_id, now=now) is not None
+    return await db.fetch_one("retry_job_now", id=job_id) is not None
 
 
-async def retry_dead_jobs(db: Database, *, now: dt.datetime) -> int:
-    return await db.execute("retry_dead_jobs", now=now)
+async def retry_dead_jobs(db: Database) -> int:
+    return await db.execute("retry_dead_jobs")

@@ -1,11 +1,17 @@
-"""APScheduler wiring: the poll tick as an interval job, and a graceful stop.
+"""APScheduler wiring: the poll tick, the quarantine purge and the crons (with the alert
+sender) as interval jobs, and a graceful stop.
 
 ``hookgate serve`` runs this inside the Starlette lifespan; ``hookgate worker`` runs it alone.
-Crons add their own jobs to ``SchedulerService.scheduler``.
+Every interval job runs with ``JOB_DEFAULTS``: one instance at a time, missed runs coalesced
+into one, and no misfire grace limit (APScheduler's default of 1 s silently skips a tick whenever
+the event loop was busy for a second when it fell due; a 15-minute cron then waits another 15).
 
-APScheduler 3.11's ``shutdown(wait=True)`` does not wait for running coroutine jobs (they are
-cancelled on the next loop turn), so stopping is: pause (no new ticks), let the runner drain
-its runs within the grace period and release the rest, then ``shutdown(wait=False)``.
+APScheduler 3.11's ``shutdown(wait=True)`` does not wait for running coroutine jobs: they are
+cancelled on the next loop turn, mid-post, and the cancellation is swallowed.  So this service
+keeps its own set of the scheduler jobs in flight, and stopping is: pause (no new runs), give
+the job runner's runs and every scheduler job in flight ``HOOKGATE_SHUTDOWN_GRACE_S`` together
+to finish, cancel what is left (each hands back what it held: the runner puts its claims back
+to pending, a cron its lease) and wait for it to end, then ``shutdown(wait=False)``.
 """
 
 from __future__ import annotations
@@ -16,17 +22,19 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.runtime import Runtime, no_wakeup
-from scheduler.crons import CronService
-from scheduler.quarantine import add_quarantine_jobs
+from scheduler.crons import CronService, ScheduledJob
+from scheduler.quarantine import quarantine_jobs
 from scheduler.runner import JobRunner
 
 log = logging.getLogger("hookgate.scheduler")
 
 POLL_JOB_ID = "jobs.poll"
+JOB_DEFAULTS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 
 
 class _SkippedTickFilter(logging.Filter):
@@ -52,25 +60,20 @@ class SchedulerService:
         self.runtime = runtime
         self.runner = runner or JobRunner(runtime)
         self.crons = crons
-        self.scheduler = AsyncIOScheduler(timezone=dt.UTC, logger=_apscheduler_log)
+        self.scheduler = AsyncIOScheduler(
+            timezone=dt.UTC, logger=_apscheduler_log, job_defaults=JOB_DEFAULTS
+        )
+        self._in_flight: dict[asyncio.Task[Any], str] = {}  # scheduler job runs → job id
 
     async def start(self) -> None:
         settings = self.runtime.settings
         self.runner.start()
-        self.scheduler.add_job(
-            self.runner.poll,
-            "interval",
-            seconds=settings.job_poll_interval_ms / 1000,
-            id=POLL_JOB_ID,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=dt.datetime.now(dt.UTC),
-        )
-        add_quarantine_jobs(self.scheduler, self.runtime)
-        for job in self.crons.scheduled_jobs() if self.crons is not None else ():
-            self.scheduler.add_job(
-                job.func, "interval", seconds=job.seconds, id=job.id, max_instances=1, coalesce=True
-            )
+        poll_s = settings.job_poll_interval_ms / 1000
+        jobs = [ScheduledJob(POLL_JOB_ID, poll_s, self.runner.poll, at_start=True)]
+        jobs += quarantine_jobs(self.runtime)
+        jobs += self.crons.scheduled_jobs() if self.crons is not None else []
+        for job in jobs:
+            self._add(job)
         self.scheduler.start()
         self.runtime.job_due = self.runner.nudge
         log.info(
@@ -83,18 +86,49 @@ class SchedulerService:
             },
         )
 
+    def _add(self, job: ScheduledJob) -> None:
+        """Schedule ``job``, each run of it kept in ``_in_flight`` until it ends."""
+
+        async def tracked() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight[task] = job.id
+            try:
+                await job.func()
+            finally:
+                del self._in_flight[task]
+
+        first = {"next_run_time": dt.datetime.now(dt.UTC)} if job.at_start else {}
+        self.scheduler.add_job(tracked, "interval", seconds=job.seconds, id=job.id, **first)
+
     async def stop(self) -> None:
         grace_s = self.runtime.settings.shutdown_grace_s
         self.runtime.job_due = no_wakeup
         self.scheduler.pause()
         try:
+            drains = [self.runner.stop(grace_s), self._drain(grace_s)]
             if self.crons is not None:
-                await asyncio.gather(self.runner.stop(grace_s), self.crons.stop(grace_s))
-            else:
-                await self.runner.stop(grace_s)
+                drains.append(self.crons.stop(grace_s))  # manual runs too
+            await asyncio.gather(*drains)
         finally:
             self.scheduler.shutdown(wait=False)
         log.info("scheduler stopped", extra={"worker": self.runner.worker})
+
+    async def _drain(self, grace_s: float) -> None:
+        """Give the scheduler jobs in flight ``grace_s`` to finish; cancel the rest and wait
+        until they have ended."""
+        if not self._in_flight:
+            return
+        _, late = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        if not late:
+            return
+        log.warning(
+            "scheduler jobs cut short by shutdown",
+            extra={"jobs": sorted(self._in_flight[t] for t in late), "grace_s": grace_s},
+        )
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 @asynccontextmanager

@@ -4,10 +4,10 @@ the lease: one holder at a time, lost when it expires."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from urllib.parse import urlsplit
 
 import httpx2
+import pytest
 
 from gateway.api import create_context_pack
 from gateway.app import create_app
@@ -15,8 +15,9 @@ from gateway.workspaces import WorkspaceOptions, create_workspace
 from scheduler.crons import CronBusy, CronService
 from sql import Database
 from tests.conftest import rows
-from tests.crons_support import START, Clock, cron_runtime, cron_settings
+from tests.crons_support import START, cron_runtime, cron_settings
 from tests.fakes import FakeServer, Reply, chat_completion
+from tests.jobs_support import time_passes
 from tests.tcp_proxy import TcpProxy
 
 SECRET = {"Authorization": "Bearer cron-test-secret"}
@@ -109,30 +110,28 @@ async def test_a_running_cron_answers_409_here_and_on_another_replica(
 
 
 async def test_the_lease_passes_on_only_when_it_expires(database_url: str, db: Database) -> None:
-    clock = Clock()
     settings = cron_settings(database_url)  # AI and Unipile off: runs are quick "skipped"
-    async with cron_runtime(settings, clock) as runtime:
+    async with cron_runtime(settings) as runtime:
         # A holder that took the lease and died: it never finishes or renews.
         await runtime.db.fetch_one(
             "take_cron_lease",
             name="unipile_health",
             holder="dead-replica",
-            expires_at=START + dt.timedelta(seconds=810),
-            now=START,
+            lease_s=810.0,
             manual=False,
         )
         alive = CronService(runtime, holder="alive-replica")
         assert await alive.tick("unipile_health") is None
-        clock.advance(dt.timedelta(seconds=600))
+        await time_passes(database_url, 600)
         assert await alive.tick("unipile_health") is None
-        clock.advance(dt.timedelta(seconds=300))
+        await time_passes(database_url, 300)
         run = await alive.tick("unipile_health")
         assert run is not None and run.outcome == "skipped"
         # A scheduled tick keeps the lease until 90% of the interval has passed.
-        assert run.expires_at == clock.now + dt.timedelta(seconds=810)
+        assert (run.expires_at - run.started_at).total_seconds() == pytest.approx(810, abs=0.1)
         other = CronService(runtime, holder="third-replica")
         assert await other.tick("unipile_health") is None
         manual = await other.run_now("unipile_health")  # a finished run does not block a manual one
-        assert manual.outcome == "skipped" and manual.expires_at == clock.now
+        assert manual.outcome == "skipped" and manual.expires_at == manual.finished_at
     [lease] = await rows(database_url, "SELECT * FROM cron_leases")
     assert lease["holder"] == "third-replica" and lease["last_outcome"] == "skipped"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 
 import pytest
@@ -13,7 +12,7 @@ from scheduler import queue
 from scheduler.queue import JobQueue
 from sql import Database
 
-LEASE = dt.timedelta(seconds=30)
+LEASE_S = 30.0
 
 
 async def hookgate(
@@ -28,13 +27,12 @@ async def hookgate(
 
 async def finish(db: Database, job_id: int, outcome: str) -> None:
     worker = JobQueue(db, "cli-test")
-    now = dt.datetime.now(dt.UTC)
-    (job,) = await worker.claim(1, now=now, lease_until=now + LEASE)
+    (job,) = await worker.claim(1, lease_s=LEASE_S)
     assert job.id == job_id
     if outcome == "dead":
-        assert await worker.bury(job, error="RuntimeError: boom", now=now)
+        assert await worker.bury(job, error="RuntimeError: boom")
     else:
-        assert await worker.succeed(job, now=now)
+        assert await worker.succeed(job)
 
 
 @pytest.fixture
@@ -42,9 +40,7 @@ async def jobs(db: Database) -> dict[str, int]:
     """One job in each of dead, succeeded and pending."""
     ids: dict[str, int] = {}
     for name in ("dead", "succeeded", "pending"):
-        job_id = await queue.enqueue(
-            db, "DRAFT_SEND", f"DRAFT_SEND:{name}", now=dt.datetime.now(dt.UTC), max_attempts=5
-        )
+        job_id = await queue.enqueue(db, "DRAFT_SEND", f"DRAFT_SEND:{name}", max_attempts=5)
         assert job_id is not None
         if name != "pending":
             await finish(db, job_id, name)

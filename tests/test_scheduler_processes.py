@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import subprocess
 import time
 from pathlib import Path
@@ -50,11 +49,10 @@ def stop_worker(process: subprocess.Popen[bytes]) -> int:
 
 
 async def enqueue_probes(db: Database, n: int, **payload: object) -> list[int]:
-    now = dt.datetime.now(dt.UTC)
     ids = []
     for i in range(n):
         job_id = await queue.enqueue(
-            db, "TEST_PROBE", f"TEST_PROBE:{i}", now=now, max_attempts=3, payload=payload
+            db, "TEST_PROBE", f"TEST_PROBE:{i}", max_attempts=3, payload=payload
         )
         assert job_id is not None
         ids.append(job_id)

@@ -1,10 +1,10 @@
 """The job runner in this process, on both backends: the concurrency bound, retries with
-backoff, dead jobs, time budgets, leases and a graceful stop.  Time is an injected clock."""
+backoff, dead jobs, time budgets, leases and a graceful stop.  Times are the database's; tests
+move them on with ``time_passes`` (tests/jobs_support.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 from typing import Any
@@ -12,72 +12,20 @@ from typing import Any
 import pytest
 
 from clients.context import current_ai_source, remaining_budget
-from gateway.metrics import Metrics
 from gateway.runtime import Runtime
-from gateway.settings import Settings
-from gateway.workspaces import WorkspaceCache
 from scheduler import queue
 from scheduler.handlers import HandlerRegistry, JobContext
 from scheduler.queue import Job, JobQueue
 from scheduler.runner import BACKOFF_BASE_S, JobRunner
 from scheduler.service import SchedulerService
-from sql import Database, Row
-from tests.conftest import make_settings
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+from sql import Database
+from tests.conftest import make_settings, utc
+from tests.jobs_support import add_jobs, job_row, make_runtime, time_passes
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-def make_runtime(db: Database, settings: Settings, clock: FakeClock) -> Runtime:
-    return Runtime(
-        settings=settings,
-        db=db,
-        metrics=Metrics(),
-        workspaces=WorkspaceCache(db, 5),
-        clock=clock,
-    )
-
-
-@pytest.fixture
-def runtime(db: Database, database_url: str, clock: FakeClock) -> Runtime:
-    return make_runtime(db, make_settings(database_url, JOB_CONCURRENCY="5"), clock)
-
-
-async def add_jobs(
-    runtime: Runtime, job_type: str, n: int = 1, *, max_attempts: int = 5, **payload: Any
-) -> list[int]:
-    ids = []
-    for i in range(n):
-        job_id = await queue.enqueue(
-            runtime.db,
-            job_type,
-            f"{job_type}:{i}",
-            now=runtime.clock(),
-            max_attempts=max_attempts,
-            payload=payload,
-        )
-        assert job_id is not None
-        ids.append(job_id)
-    return ids
-
-
-async def job_row(db: Database, job_id: int) -> Row:
-    found = [r for r in await queue.list_jobs(db, limit=10_000) if r["id"] == job_id]
-    assert len(found) == 1
-    return found[0]
+def runtime(db: Database, database_url: str) -> Runtime:
+    return make_runtime(db, make_settings(database_url, JOB_CONCURRENCY="5"))
 
 
 async def test_never_more_than_job_concurrency_at_once(runtime: Runtime) -> None:
@@ -94,7 +42,7 @@ async def test_never_more_than_job_concurrency_at_once(runtime: Runtime) -> None
         running -= 1
         done.append(job.id)
 
-    ids = await add_jobs(runtime, "COUNTED", 300)
+    ids = await add_jobs(runtime.db, "COUNTED", 300)
     async with JobRunner(runtime, registry=registry) as runner:
         await runner.run_until_idle(timeout_s=60)
     assert 1 < peak <= runtime.settings.job_concurrency
@@ -106,7 +54,7 @@ async def test_never_more_than_job_concurrency_at_once(runtime: Runtime) -> None
 
 
 async def test_failures_back_off_then_die(
-    runtime: Runtime, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    runtime: Runtime, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = HandlerRegistry()
     calls: list[int] = []
@@ -116,7 +64,7 @@ async def test_failures_back_off_then_die(
         calls.append(job.attempts)
         raise RuntimeError(f"boom {job.attempts}")
 
-    (job_id,) = await add_jobs(runtime, "FLAKY", max_attempts=3)
+    (job_id,) = await add_jobs(runtime.db, "FLAKY", max_attempts=3)
     caplog.set_level(logging.ERROR, logger="hookgate.jobs")
     async with JobRunner(runtime, registry=registry, rng=random.Random(4)) as runner:
         for attempt in (1, 2):
@@ -124,13 +72,14 @@ async def test_failures_back_off_then_die(
             row = await job_row(runtime.db, job_id)
             assert (row["status"], row["attempts"]) == ("pending", attempt)
             assert row["last_error"] == f"RuntimeError: boom {attempt}"
-            delay = (row["run_at"] - clock.now).total_seconds()
+            # run_at and updated_at are written by one statement, both by the database's clock.
+            delay = (utc(row["run_at"]) - utc(row["updated_at"])).total_seconds()
             full = BACKOFF_BASE_S * 2 ** (attempt - 1)
             assert full / 2 <= delay <= full
-            clock.advance(delay - 0.001)  # not due yet: nothing runs
+            await time_passes(database_url, delay - 1)  # not due yet: nothing runs
             await runner.run_until_idle(timeout_s=10)
             assert len(calls) == attempt
-            clock.advance(0.001)
+            await time_passes(database_url, 1)
         await runner.run_until_idle(timeout_s=10)
     row = await job_row(runtime.db, job_id)
     assert (row["status"], row["attempts"]) == ("dead", 3)
@@ -153,7 +102,7 @@ async def test_time_budget_cancels_the_handler_and_counts_as_a_failure(runtime: 
         seen["budget"] = remaining_budget()
         await asyncio.sleep(30)
 
-    (job_id,) = await add_jobs(runtime, "SLOW", max_attempts=1)
+    (job_id,) = await add_jobs(runtime.db, "SLOW", max_attempts=1)
     async with JobRunner(runtime, registry=registry) as runner:
         await runner.run_until_idle(timeout_s=10)
     row = await job_row(runtime.db, job_id)
@@ -163,48 +112,49 @@ async def test_time_budget_cancels_the_handler_and_counts_as_a_failure(runtime: 
 
 
 async def test_unknown_job_type_fails_cleanly_until_dead(
-    runtime: Runtime, clock: FakeClock
+    runtime: Runtime, database_url: str
 ) -> None:
-    (job_id,) = await add_jobs(runtime, "NO_SUCH_TYPE", max_attempts=2)
+    (job_id,) = await add_jobs(runtime.db, "NO_SUCH_TYPE", max_attempts=2)
     async with JobRunner(runtime, registry=HandlerRegistry()) as runner:
         await runner.run_until_idle(timeout_s=10)
-        clock.advance(3600)
+        await time_passes(database_url, 3600)
         await runner.run_until_idle(timeout_s=10)
     row = await job_row(runtime.db, job_id)
     assert row["status"] == "dead"
     assert row["last_error"] == "no handler is registered for job type NO_SUCH_TYPE"
 
 
-async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(
-    runtime: Runtime, clock: FakeClock
+async def test_expired_lease_is_reclaimed_and_the_old_claim_cannot_finish(
+    runtime: Runtime, database_url: str
 ) -> None:
-    (job_id,) = await add_jobs(runtime, "LEASED")
-    lease = dt.timedelta(seconds=runtime.settings.job_lease_s)
+    (job_id,) = await add_jobs(runtime.db, "LEASED")
+    lease_s = runtime.settings.job_lease_s
     old, new = JobQueue(runtime.db, "worker-old"), JobQueue(runtime.db, "worker-new")
-    (claimed,) = await old.claim(5, now=clock.now, lease_until=clock.now + lease)
-    assert await new.claim(5, now=clock.now, lease_until=clock.now + lease) == []
-    assert await old.renew(now=clock.now, lease_until=clock.now + lease) == {job_id}
+    (claimed,) = await old.claim(5, lease_s=lease_s)
+    assert await new.claim(5, lease_s=lease_s) == []
+    assert await old.renew([claimed], lease_s=lease_s) == {claimed.claim}
 
-    clock.advance(lease.total_seconds() + 1)  # the old worker stalled past its lease
-    assert await new.reclaim_expired(now=clock.now) == 1
-    assert await old.renew(now=clock.now, lease_until=clock.now + lease) == set()
-    (reclaimed,) = await new.claim(5, now=clock.now, lease_until=clock.now + lease)
+    await time_passes(database_url, lease_s + 1)  # the old worker stalled past its lease
+    assert await new.reclaim_expired() == 1
+    assert await old.renew([claimed], lease_s=lease_s) == set()
+    (reclaimed,) = await new.claim(5, lease_s=lease_s)
     assert (reclaimed.id, reclaimed.attempts) == (job_id, 2)
-    assert not await old.succeed(claimed, now=clock.now)
-    assert not await old.bury(claimed, error="late", now=clock.now)
-    assert await old.release(now=clock.now) == 0
-    assert await new.succeed(reclaimed, now=clock.now)
+    assert reclaimed.claim_token == claimed.claim_token + 1
+    assert not await old.succeed(claimed)
+    assert not await old.bury(claimed, error="late")
+    assert await old.release([claimed]) == 0
+    assert await new.succeed(reclaimed)
     row = await job_row(runtime.db, job_id)
     assert (row["status"], row["attempts"], row["locked_by"]) == ("succeeded", 2, None)
 
 
 async def test_worker_lost_on_the_last_attempt_makes_the_job_dead(
-    runtime: Runtime, clock: FakeClock
+    runtime: Runtime, database_url: str
 ) -> None:
-    (job_id,) = await add_jobs(runtime, "LEASED", max_attempts=1)
-    lease = dt.timedelta(seconds=runtime.settings.job_lease_s)
-    await JobQueue(runtime.db, "worker-gone").claim(1, now=clock.now, lease_until=clock.now + lease)
-    clock.advance(lease.total_seconds() + 1)
+    (job_id,) = await add_jobs(runtime.db, "LEASED", max_attempts=1)
+    lease_s = runtime.settings.job_lease_s
+    await JobQueue(runtime.db, "worker-gone").claim(1, lease_s=lease_s)
+    await time_passes(database_url, lease_s + 1)
     registry = HandlerRegistry()
     registry.register("LEASED")(_noop)
     async with JobRunner(runtime, registry=registry) as runner:
@@ -231,8 +181,8 @@ async def test_stop_lets_short_runs_finish_and_releases_the_rest(runtime: Runtim
 
     registry.register("QUICK")(lambda ctx, job: wait_then(0.2, job))
     registry.register("STUCK")(lambda ctx, job: wait_then(60, job))
-    (quick,) = await add_jobs(runtime, "QUICK")
-    (stuck,) = await add_jobs(runtime, "STUCK")
+    (quick,) = await add_jobs(runtime.db, "QUICK")
+    (stuck,) = await add_jobs(runtime.db, "STUCK")
     runner = JobRunner(runtime, registry=registry)
     runner.start()
     assert await runner.tick() == 2
@@ -249,7 +199,7 @@ async def test_a_freed_slot_starts_the_next_job_without_waiting_for_the_poll(
     db: Database, database_url: str
 ) -> None:
     settings = make_settings(database_url, JOB_CONCURRENCY="1", JOB_POLL_INTERVAL_MS="600000")
-    runtime = make_runtime(db, settings, FakeClock())
+    runtime = make_runtime(db, settings)
     registry = HandlerRegistry()
     ran: list[int] = []
     all_ran = asyncio.Event()
@@ -260,7 +210,7 @@ async def test_a_freed_slot_starts_the_next_job_without_waiting_for_the_poll(
         if len(ran) == 3:
             all_ran.set()
 
-    ids = await add_jobs(runtime, "CHAINED", 3)
+    ids = await add_jobs(db, "CHAINED", 3)
     service = SchedulerService(runtime, JobRunner(runtime, registry=registry))
     await service.start()  # one tick now, the next one in ten minutes
     try:

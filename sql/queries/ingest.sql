@@ -126,10 +126,11 @@ UPDATE messages SET lead_id = :lead_id WHERE id = :id;
 -- name: requeue_dead_job
 -- A dedupe hit's reset semantics: a dead job goes back to pending with fresh attempts; pending,
 -- running and succeeded jobs are left alone — and, unlike an upsert, not even locked, so the
--- copies of a storm do not queue behind each other on the job row.
+-- copies of a storm do not queue behind each other on the job row.  Job times are the
+-- database's (sql/queries/jobs.sql).
 UPDATE background_jobs SET
-    status = 'pending', attempts = 0, run_at = :now, last_error = NULL,
-    locked_by = NULL, locked_until = NULL, updated_at = :now
+    status = 'pending', attempts = 0, run_at = now(), last_error = NULL,
+    locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE dedupe_key = :dedupe_key AND status = 'dead';
 
 -- name: mark_message_interested
@@ -142,11 +143,12 @@ UPDATE leads SET interested = true, updated_at = :now WHERE id = :id AND NOT int
 -- A new job starts pending.  Enqueued again (the scheduler's own enqueue), the same statement
 -- gives reset semantics: a dead job goes back to pending with fresh attempts; pending, running
 -- and succeeded jobs are left alone (the WHERE makes the DO UPDATE a no-op for them, and
--- RETURNING then gives no row).
+-- RETURNING then gives no row).  Due now by the database's clock, which every claim compares
+-- run_at with: a replica whose clock runs ahead must not enqueue jobs that wait for it.
 INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
                              attempts, max_attempts, created_at, updated_at)
-VALUES (:type, :dedupe_key, :workspace_id, :message_id, :payload, 'pending', :now, 0,
-        :max_attempts, :now, :now)
+VALUES (:type, :dedupe_key, :workspace_id, :message_id, :payload, 'pending', now(), 0,
+        :max_attempts, now(), now())
 ON CONFLICT (dedupe_key) DO UPDATE SET
     status = 'pending', attempts = 0, run_at = excluded.run_at, last_error = NULL,
     locked_by = NULL, locked_until = NULL, updated_at = excluded.updated_at

@@ -1,7 +1,9 @@
--- Background jobs: finishing, leases and operations.  Claiming differs per dialect
--- (sql/<dialect>/queries/jobs.sql).  Every statement that ends or extends a run checks
--- locked_by = :worker, so a worker that lost its lease cannot overwrite the new owner's result.
--- Times are always passed in (:now): job timing never uses the database server's clock.
+-- Background jobs: finishing, leases and operations.  Claiming, renewing and releasing differ
+-- per dialect (sql/<dialect>/queries/jobs.sql).  Every statement that ends or extends a run
+-- checks id AND claim_token (the fencing token the claim wrote), so a run whose claim was
+-- superseded cannot overwrite the next claim's result, whichever worker holds it.
+-- The database keeps the clock: every time here is now() or now_plus(seconds), never a
+-- replica's clock, so a replica whose clock is off neither reclaims live runs nor delays jobs.
 
 -- name: reclaim_expired_jobs
 -- A running job whose lease expired lost its worker (killed, or stalled past the lease): it goes
@@ -11,42 +13,27 @@ UPDATE background_jobs SET
     status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
     last_error = 'lease expired: worker ' || locked_by || ' stopped during attempt '
                  || CAST(attempts AS TEXT),
-    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
-    run_at = :now, locked_by = NULL, locked_until = NULL, updated_at = :now
-WHERE status = 'running' AND locked_until < :now;
+    finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE finished_at END,
+    run_at = now(), locked_by = NULL, locked_until = NULL, updated_at = now()
+WHERE status = 'running' AND locked_until < now();
 
 -- name: succeed_job
 UPDATE background_jobs SET
     status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,
-    finished_at = :now, updated_at = :now
-WHERE id = :id AND status = 'running' AND locked_by = :worker;
+    finished_at = now(), updated_at = now()
+WHERE id = :id AND claim_token = :claim_token AND status = 'running';
 
 -- name: retry_job_later
 UPDATE background_jobs SET
-    status = 'pending', run_at = :run_at, last_error = :error, locked_by = NULL,
-    locked_until = NULL, updated_at = :now
-WHERE id = :id AND status = 'running' AND locked_by = :worker;
+    status = 'pending', run_at = now_plus(:delay_s), last_error = :error, locked_by = NULL,
+    locked_until = NULL, updated_at = now()
+WHERE id = :id AND claim_token = :claim_token AND status = 'running';
 
 -- name: bury_job
 UPDATE background_jobs SET
     status = 'dead', last_error = :error, locked_by = NULL, locked_until = NULL,
-    finished_at = :now, updated_at = :now
-WHERE id = :id AND status = 'running' AND locked_by = :worker;
-
--- name: renew_leases
--- Extends every lease this worker still holds; the ids that come back are the ones it still
--- owns (a job missing from them was reclaimed by another worker after this one stalled).
-UPDATE background_jobs SET locked_until = :lease_until, updated_at = :now
-WHERE status = 'running' AND locked_by = :worker
-RETURNING id;
-
--- name: release_jobs
--- Shutdown: the runs this worker had to cut short go back to pending, and the interrupted
--- attempt is not counted against the job.
-UPDATE background_jobs SET
-    status = 'pending', run_at = :now, locked_by = NULL, locked_until = NULL,
-    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = :now
-WHERE status = 'running' AND locked_by = :worker;
+    finished_at = now(), updated_at = now()
+WHERE id = :id AND claim_token = :claim_token AND status = 'running';
 
 -- name: list_jobs
 SELECT id, type, status, attempts, max_attempts, run_at, locked_by, locked_until, last_error,
@@ -64,15 +51,15 @@ SELECT type, status, count(*) AS n FROM background_jobs GROUP BY type, status OR
 -- Operator retry: a dead job goes back to pending with fresh attempts; a pending one waiting out
 -- its backoff becomes due now.  Running and succeeded jobs are left alone.
 UPDATE background_jobs SET
-    status = 'pending', run_at = :now, last_error = NULL, finished_at = NULL, updated_at = :now,
+    status = 'pending', run_at = now(), last_error = NULL, finished_at = NULL, updated_at = now(),
     attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END
 WHERE id = :id AND status IN ('dead', 'pending')
 RETURNING id;
 
 -- name: retry_dead_jobs
 UPDATE background_jobs SET
-    status = 'pending', run_at = :now, attempts = 0, last_error = NULL, finished_at = NULL,
-    updated_at = :now
+    status = 'pending', run_at = now(), attempts = 0, last_error = NULL, finished_at = NULL,
+    updated_at = now()
 WHERE status = 'dead';
 
 -- name: queue_depth

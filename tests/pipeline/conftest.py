@@ -115,7 +115,7 @@ async def rerun_handler(
     """Run the handler once more for a job that already succeeded (a duplicate run)."""
     spec = REGISTRY.get(job_type)
     assert spec is not None
-    job = Job(0, job_type, f"{job_type}:{message_id}", workspace_id, message_id, {}, 1, 5)
+    job = Job(0, job_type, f"{job_type}:{message_id}", workspace_id, message_id, {}, 1, 5, 0)
     await spec.handler(JobContext(runtime, "test-worker", float("inf")), job)
 
 

@@ -18,6 +18,7 @@ from sql import database_now
 from tests.conftest import AppClient, count, fixture_json, rows, utc
 from tests.crons_support import Clock, eventually
 from tests.fakes import FakeServer, Reply
+from tests.jobs_support import time_passes
 from tests.pipeline.conftest import (
     DRAFT_TEXT,
     deliver,
@@ -153,7 +154,7 @@ async def test_a_claim_still_holding_is_retried_later_and_one_past_its_hold_is_u
 
     # The claiming run never came back: its hold passes.
     await rows(settings.database_url, "UPDATE ai_drafts SET sending_until = $1", LONG_AGO)
-    clock.advance(dt.timedelta(minutes=1))
+    await time_passes(settings.database_url, 60)  # past the backoff
     await run_jobs(runtime)
     state = await draft_state(settings)
     assert state["status"] == "send_unknown" and "may have been sent" in state["last_error"]
@@ -192,7 +193,7 @@ async def test_a_second_run_while_the_first_is_inside_the_call_sends_nothing(
     answer.set()
     await asyncio.wait_for(first, 10)
     assert (await draft_state(settings))["status"] == "sent"
-    clock.advance(dt.timedelta(minutes=1))
+    await time_passes(settings.database_url, 60)  # past the backoff
     await run_jobs(runtime)  # the retry finds it sent
     [job] = await jobs_of(runtime, "DRAFT_SEND")
     assert job["status"] == "succeeded"
@@ -250,7 +251,7 @@ async def test_a_refused_send_gives_the_claim_back_and_is_retried(
     }
     [job] = await jobs_of(runtime, "DRAFT_SEND")
     assert (job["status"], job["attempts"]) == ("pending", 1)
-    clock.advance(dt.timedelta(minutes=1))
+    await time_passes(settings.database_url, 60)  # past the backoff
     await run_jobs(runtime)
     assert (await draft_state(settings))["status"] == "sent"
     assert fake_emailbison.count("POST", "/api/replies/*/reply") == 2

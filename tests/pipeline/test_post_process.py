@@ -4,8 +4,6 @@ talk to fake OpenAI, Slack, EmailBison and Unipile servers on 127.0.0.1."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from gateway.runtime import Runtime
@@ -16,6 +14,7 @@ from sql import Database
 from tests.conftest import AppClient, count, fixture_json, rows
 from tests.crons_support import Clock, slack_texts
 from tests.fakes import FakeServer, Reply, closed_port_url
+from tests.jobs_support import time_passes
 from tests.pipeline.conftest import (
     DRAFT_TEXT,
     EMAIL_JOB,
@@ -99,7 +98,7 @@ async def test_retried_job_neither_drafts_nor_notifies_twice(
     assert await count(url, "ai_drafts") == 1
     assert await count(url, "messages", "notified_at IS NULL") == 1  # the claim was given back
 
-    clock.advance(dt.timedelta(minutes=1))  # past the backoff
+    await time_passes(settings.database_url, 60)  # past the backoff
     await run_jobs(runtime)
     [job] = await jobs_of(runtime, EMAIL_JOB)
     assert (job["status"], job["attempts"]) == ("succeeded", 2)
@@ -172,7 +171,7 @@ async def test_failing_model_retries_then_carries_on_without_it(
     [job] = await jobs_of(runtime, EMAIL_JOB)
     assert job["status"] == "pending"
     assert job["last_error"].startswith("ModelUnavailable: sentiment model call: error")
-    clock.advance(dt.timedelta(minutes=1))
+    await time_passes(settings.database_url, 60)  # past the backoff
     await run_jobs(runtime)  # the last attempt: no sentiment, but the job succeeds
     [job] = await jobs_of(runtime, EMAIL_JOB)
     assert (job["status"], job["attempts"]) == ("succeeded", 2)
