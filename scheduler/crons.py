@@ -187,16 +187,10 @@ class CronService:
         """A manual run.  Raises KeyError (no such cron), CronBusy or DatabaseError."""
         return await self._run(self.specs[name], manual=True)
 
-    async def stop(self, grace_s: float) -> None:
-        """Let runs in flight finish within ``grace_s``, then cancel the rest (each records its
-        end as ``cancelled``; context packs resume on the next run)."""
-        tasks = set(self._active.values())
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=grace_s)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+    def runs_in_flight(self) -> set[asyncio.Task[Any]]:
+        """The runs going on in this process, scheduled and manual: shutdown drains them (each
+        cancelled one records its end as ``cancelled``; context packs resume on the next run)."""
+        return set(self._active.values())
 
     async def _run(self, spec: CronSpec, *, manual: bool) -> CronRun:
         if spec.name in self._active:

@@ -300,7 +300,6 @@ class JobRunner:
                 return
             except DatabaseError as exc:
                 if time.monotonic() + delay_s >= min(run.held_until, give_up_at):
-                    run.renewing = False
                     log.error(
                         "could not record a job's result; its lease is left to lapse",
                         extra={"job_id": job.id, "job_type": job.type, "error": str(exc)},

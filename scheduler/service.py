@@ -106,25 +106,25 @@ class SchedulerService:
         self.runtime.job_due = no_wakeup
         self.scheduler.pause()
         try:
-            drains = [self.runner.stop(grace_s), self._drain(grace_s)]
-            if self.crons is not None:
-                drains.append(self.crons.stop(grace_s))  # manual runs too
-            await asyncio.gather(*drains)
+            await asyncio.gather(self.runner.stop(grace_s), self._drain(grace_s))
         finally:
             self.scheduler.shutdown(wait=False)
         log.info("scheduler stopped", extra={"worker": self.runner.worker})
 
     async def _drain(self, grace_s: float) -> None:
-        """Give the scheduler jobs in flight ``grace_s`` to finish; cancel the rest and wait
-        until they have ended."""
-        if not self._in_flight:
+        """Give the scheduler jobs in flight (and manual cron runs) ``grace_s`` to finish; cancel
+        the rest, once each, and wait until they have ended."""
+        tasks = set(self._in_flight)
+        if self.crons is not None:
+            tasks |= self.crons.runs_in_flight()
+        if not tasks:
             return
-        _, late = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        _, late = await asyncio.wait(tasks, timeout=grace_s)
         if not late:
             return
         log.warning(
             "scheduler jobs cut short by shutdown",
-            extra={"jobs": sorted(self._in_flight[t] for t in late), "grace_s": grace_s},
+            extra={"jobs": sorted(self._in_flight.get(t, t.get_name()) for t in late)},
         )
         for task in late:
             task.cancel()

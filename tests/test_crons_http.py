@@ -1,5 +1,6 @@
 """POST /cron/{name}: the secret is checked before the database; a running cron answers 409; and
-the lease: one holder at a time, lost when it expires."""
+the lease: one holder at a time, lost when it expires by the database's clock, whatever the
+replicas' clocks say."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pytest
 
 from gateway.api import create_context_pack
 from gateway.app import create_app
+from gateway.runtime import Runtime
 from gateway.workspaces import WorkspaceOptions, create_workspace
-from scheduler.crons import CronBusy, CronService
+from scheduler.crons import CronBusy, CronResult, CronService, CronSpec
 from sql import Database
 from tests.conftest import rows
 from tests.crons_support import START, cron_runtime, cron_settings
 from tests.fakes import FakeServer, Reply, chat_completion
-from tests.jobs_support import time_passes
+from tests.jobs_support import make_runtime, skewed, time_passes
 from tests.tcp_proxy import TcpProxy
 
 SECRET = {"Authorization": "Bearer cron-test-secret"}
@@ -135,3 +137,33 @@ async def test_the_lease_passes_on_only_when_it_expires(database_url: str, db: D
         assert manual.outcome == "skipped" and manual.expires_at == manual.finished_at
     [lease] = await rows(database_url, "SELECT * FROM cron_leases")
     assert lease["holder"] == "third-replica" and lease["last_outcome"] == "skipped"
+
+
+@pytest.mark.parametrize("first_skew_s", [-30, 30])
+async def test_a_replica_whose_clock_is_off_never_runs_a_finished_tick_again(
+    database_url: str, db: Database, first_skew_s: int
+) -> None:
+    runs: list[str] = []
+
+    def counted(replica: str) -> CronSpec:
+        async def run(runtime: Runtime) -> CronResult:
+            runs.append(replica)
+            return CronResult()
+
+        return CronSpec("probe", 50, 10, run)  # a tick holds its lease for 45 s
+
+    settings = cron_settings(database_url)
+    first = CronService(
+        make_runtime(db, settings, skewed(first_skew_s)), [counted("first")], holder="first"
+    )
+    second = CronService(
+        make_runtime(db, settings, skewed(-first_skew_s)), [counted("second")], holder="second"
+    )
+    done = await first.tick("probe")
+    assert done is not None and done.outcome == "ok"
+    assert await second.tick("probe") is None  # 60 s apart, and still the same tick
+    await time_passes(database_url, 40)
+    assert await second.tick("probe") is None
+    await time_passes(database_url, 6)  # the hold is over: the next tick is anyone's
+    assert await second.tick("probe") is not None
+    assert runs == ["first", "second"]

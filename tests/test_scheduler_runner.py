@@ -16,7 +16,7 @@ from gateway.runtime import Runtime
 from scheduler import queue
 from scheduler.handlers import HandlerRegistry, JobContext
 from scheduler.queue import Job, JobQueue
-from scheduler.runner import BACKOFF_BASE_S, JobRunner
+from scheduler.runner import BACKOFF_BASE_S, BACKOFF_CAP_S, JobRunner, backoff_delay
 from scheduler.service import SchedulerService
 from sql import Database
 from tests.conftest import make_settings, utc
@@ -90,6 +90,13 @@ async def test_failures_back_off_then_die(
     assert [(r.job_id, r.job_type, r.attempt, r.error) for r in failures] == [  # type: ignore[attr-defined]
         (job_id, "FLAKY", n, f"RuntimeError: boom {n}") for n in (1, 2, 3)
     ]
+
+
+@pytest.mark.parametrize("attempts", [9, 1024, 1025, 10**6])
+def test_backoff_stays_at_its_cap_however_many_attempts_failed(attempts: int) -> None:
+    rng = random.Random(attempts)
+    delays = [backoff_delay(attempts, rng) for _ in range(100)]
+    assert all(BACKOFF_CAP_S / 2 <= delay < BACKOFF_CAP_S for delay in delays)
 
 
 async def test_time_budget_cancels_the_handler_and_counts_as_a_failure(runtime: Runtime) -> None:

@@ -39,6 +39,7 @@ def test_names_come_from_the_environment_with_their_prefixes() -> None:
         ({"DATABASE_PGBOUNCER": "maybe"}, "DATABASE_PGBOUNCER must be true or false"),
         ({"JOB_CONCURRENCY": "0"}, "JOB_CONCURRENCY must be greater than 0"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
+        ({"JOB_MAX_ATTEMPTS": "1000"}, "JOB_MAX_ATTEMPTS must be at most 100, got 1000"),
     ],
 )
 def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:
@@ -49,6 +50,10 @@ def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:
 @pytest.mark.parametrize(("ms", "seconds"), [(10, 1.0), (15000, 15.0), (999_999, 60.0)])
 def test_emailbison_timeout_is_clamped(ms: int, seconds: float) -> None:
     assert Settings.from_env({"EMAILBISON_TIMEOUT_MS": str(ms)}).emailbison_timeout_s == seconds
+
+
+def test_job_max_attempts_may_be_as_high_as_one_hundred() -> None:
+    assert Settings.from_env({"JOB_MAX_ATTEMPTS": "100"}).job_max_attempts == 100
 
 
 def test_settings_are_frozen() -> None:
