@@ -40,6 +40,7 @@ from gateway.runtime import Runtime
 from gateway.settings import PROVIDERS
 from scheduler.crons import CronService
 from scheduler.lead_notifications import unknown_notifications
+from sql import database_now
 
 COOKIE = "hookgate_status"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -173,6 +174,7 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
     ]
 
     runs = {row["name"]: row for row in await db.fetch_all("list_cron_runs")}
+    leases_now = await database_now(db)  # leases expire by the database's clock
     specs = crons.specs if crons is not None else {}
     cron_rows = []
     for name in sorted(set(runs) | set(specs)):
@@ -185,8 +187,8 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
             {
                 "name": name,
                 "every_s": spec.interval_s if spec else None,
-                "running": unfinished and expires is not None and expires > now,
-                "abandoned": unfinished and (expires is None or expires <= now),
+                "running": unfinished and expires is not None and expires > leases_now,
+                "abandoned": unfinished and (expires is None or expires <= leases_now),
                 **{
                     k: run.get(k)
                     for k in (

@@ -13,6 +13,7 @@ import pytest
 from gateway.api import create_context_pack
 from gateway.app import create_app
 from gateway.runtime import Runtime
+from gateway.status import collect
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from scheduler.crons import CronBusy, CronResult, CronService, CronSpec
 from sql import Database
@@ -167,3 +168,15 @@ async def test_a_replica_whose_clock_is_off_never_runs_a_finished_tick_again(
     await time_passes(database_url, 6)  # the hold is over: the next tick is anyone's
     assert await second.tick("probe") is not None
     assert runs == ["first", "second"]
+
+
+async def test_the_status_page_judges_a_running_cron_by_the_database_clock(
+    database_url: str, db: Database
+) -> None:
+    await db.fetch_one(
+        "take_cron_lease", name="unipile_health", holder="busy-replica", lease_s=60.0, manual=False
+    )
+    runtime = make_runtime(db, cron_settings(database_url), skewed(120))
+    context = await collect(runtime, CronService(runtime))
+    [health] = [c for c in context.crons if c["name"] == "unipile_health"]
+    assert (health["running"], health["abandoned"]) == (True, False)
