@@ -346,16 +346,23 @@ class JobRunner:
             )
 
     async def _renew_leases(self) -> None:
-        """Every third of a lease, renew the claims in flight, until cancelled by ``stop``."""
+        """Every third of a lease, renew the claims in flight, until cancelled by ``stop``.  A
+        renewal may take as long as every lease it extends is surely held, less half a renewal
+        interval for a cancellation to land; a claim whose lease could lapse before the next
+        renewal is given up."""
+        margin_s = self.renew_every_s / 2
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(self.renew_every_s)
+            due = max(due + self.renew_every_s, time.monotonic())  # a steady beat
+            await asyncio.sleep(due - time.monotonic())
             runs = [run for run in self._runs.values() if run.renewing]
             if not runs:
                 continue
             sent = time.monotonic()
+            patience_s = min(run.held_until for run in runs) - sent - margin_s
             held: set[tuple[int, int]] | None = None
             try:
-                async with asyncio.timeout(self.renew_every_s):
+                async with asyncio.timeout(max(patience_s, 0.0)):
                     held = await self.queue.renew([run.job for run in runs], lease_s=self.lease_s)
             except (DatabaseError, TimeoutError) as exc:
                 log.warning(
@@ -366,7 +373,7 @@ class JobRunner:
                     run.held_until = sent + self.lease_s
                 elif held is not None:
                     self._give_up(run, "job's claim was superseded; run cancelled")
-                elif time.monotonic() + self.renew_every_s >= run.held_until:
+                elif time.monotonic() + self.renew_every_s + margin_s >= run.held_until:
                     self._give_up(run, "job's lease could not be renewed before it lapses")
 
     def _give_up(self, run: _Run, message: str) -> None:
