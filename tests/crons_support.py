@@ -1,5 +1,5 @@
 """Helpers shared by the cron tests: an injectable clock, a runtime whose clients talk to the fake
-servers, and a workspace with a Unipile account and a Slack channel."""
+servers, a workspace with a Unipile account and a Slack channel, and its AccountStatus webhook."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
 
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import make_settings
+from tests.conftest import fixture_bytes, make_settings
 from tests.fakes import FakeServer, Reply
 
 START = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)
@@ -62,6 +65,16 @@ async def cron_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
 async def unipile_workspace(db: Database, name: str, account: str) -> CreatedWorkspace:
     options = WorkspaceOptions(slack_channel=f"#ops-{account}", unipile_account_id=account)
     return await create_workspace(db, name, options)
+
+
+async def report_credentials_lost(app: Any, workspace: CreatedWorkspace) -> int:
+    """Unipile's AccountStatus webhook (status CREDENTIALS) for the workspace's account, posted
+    through the ASGI app (its lifespan running); the answer's status code."""
+    url = f"/webhooks/unipile/{workspace.id}?token={workspace.tokens['unipile']}"
+    body = fixture_bytes("unipile/account_status_credentials.json")
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
+        return (await http.post(url, content=body)).status_code
 
 
 def disconnect(unipile: FakeServer, account: str) -> None:

@@ -11,6 +11,7 @@ moves on.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -24,17 +25,21 @@ from gateway.workspaces import WorkspaceCache
 from scheduler import queue
 from sql import Database, Row
 
-_PG_SHIFT = (
-    "UPDATE background_jobs SET run_at = run_at - make_interval(secs => $1),"
-    " locked_until = locked_until - make_interval(secs => $1)",
-    "UPDATE cron_leases SET expires_at = expires_at - make_interval(secs => $1)",
-)
-_SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f000'"  # the port's stored timestamp format
-_SQLITE_SHIFT = (
-    f"UPDATE background_jobs SET run_at = strftime({_SQLITE_FORMAT}, run_at, :shift),"
-    f" locked_until = strftime({_SQLITE_FORMAT}, locked_until, :shift)",
-    f"UPDATE cron_leases SET expires_at = strftime({_SQLITE_FORMAT}, expires_at, :shift)",
-)
+# Each statement takes the shift as $1: PostgreSQL seconds, SQLite a date-function modifier
+# ("-30 seconds"), its result written in the port's timestamp format.
+_SQLITE_BACK = "strftime('%Y-%m-%d %H:%M:%f000', {}, $1)"
+_SHIFTS = {
+    "postgres": (
+        "UPDATE background_jobs SET run_at = run_at - make_interval(secs => $1),"
+        " locked_until = locked_until - make_interval(secs => $1)",
+        "UPDATE cron_leases SET expires_at = expires_at - make_interval(secs => $1)",
+    ),
+    "sqlite": (
+        f"UPDATE background_jobs SET run_at = {_SQLITE_BACK.format('run_at')},"
+        f" locked_until = {_SQLITE_BACK.format('locked_until')}",
+        f"UPDATE cron_leases SET expires_at = {_SQLITE_BACK.format('expires_at')}",
+    ),
+}
 
 
 def skewed(seconds: float) -> Callable[[], dt.datetime]:
@@ -52,11 +57,12 @@ def make_runtime(
 
 
 async def execute(database_url: str, sql: str, *args: Any) -> None:
-    """Run one statement straight through the driver and commit it (``$1`` parameters)."""
+    """Run one statement straight through the driver and commit it (``$1`` parameters, as
+    ``tests.conftest.rows`` takes them)."""
     if database_url.startswith("sqlite:///"):
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
         try:
-            conn.execute(sql.replace("$1", "?"), args)
+            conn.execute(re.sub(r"\$(\d+)", r"?\1", sql), args)
             conn.commit()
         finally:
             conn.close()
@@ -70,21 +76,10 @@ async def execute(database_url: str, sql: str, *args: Any) -> None:
 
 async def time_passes(database_url: str, seconds: float) -> None:
     """The database's clock moves on by ``seconds``, as far as jobs and cron leases can tell."""
-    if database_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
-        try:
-            for statement in _SQLITE_SHIFT:
-                conn.execute(statement, {"shift": f"-{seconds} seconds"})
-            conn.commit()
-        finally:
-            conn.close()
-        return
-    pg = await asyncpg.connect(database_url)
-    try:
-        for statement in _PG_SHIFT:
-            await pg.execute(statement, float(seconds))
-    finally:
-        await pg.close()
+    sqlite = database_url.startswith("sqlite:///")
+    shift: float | str = f"-{seconds} seconds" if sqlite else float(seconds)
+    for statement in _SHIFTS["sqlite" if sqlite else "postgres"]:
+        await execute(database_url, statement, shift)
 
 
 async def add_jobs(

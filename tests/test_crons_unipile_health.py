@@ -18,7 +18,7 @@ from scheduler.alerts import send_due_alerts
 from scheduler.crons import CronService
 from scheduler.unipile_health import check_unipile_health
 from sql import Database, connect
-from tests.conftest import count, fixture_bytes, rows
+from tests.conftest import count, rows
 from tests.crons_support import (
     HEALTH_INTERVAL,
     Clock,
@@ -26,6 +26,7 @@ from tests.crons_support import (
     cron_settings,
     disconnect,
     eventually,
+    report_credentials_lost,
     slack_texts,
     unipile_workspace,
 )
@@ -174,17 +175,12 @@ async def test_account_status_webhook_writes_state_and_the_scheduler_sends_the_a
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
-            url = f"/webhooks/unipile/{workspace.id}?token={workspace.tokens['unipile']}"
-            body = fixture_bytes("unipile/account_status_credentials.json")
-            answers = [await http.post(url, content=body) for _ in range(3)]
-            assert all(a.status_code == 200 for a in answers)
-            assert fake_slack.count() == 0 and fake_unipile.count() == 0  # no outbound call
-            assert await count(database_url, "integration_health", "status = 'disconnected'") == 1
-            await eventually(lambda: _sent(database_url), timeout_s=5)  # alerts.send job sent it
-            await http.post(url, content=body)  # a repeat after the alert: suppressed
-            await eventually(lambda: _suppressed(database_url, 1), timeout_s=3)
+        assert [await report_credentials_lost(app, workspace) for _ in range(3)] == [200] * 3
+        assert fake_slack.count() == 0 and fake_unipile.count() == 0  # no outbound call
+        assert await count(database_url, "integration_health", "status = 'disconnected'") == 1
+        await eventually(lambda: _sent(database_url), timeout_s=5)  # alerts.send job sent it
+        await report_credentials_lost(app, workspace)  # a repeat after the alert: suppressed
+        await eventually(lambda: _suppressed(database_url, 1), timeout_s=3)
     [(channel, text)] = slack_texts(fake_slack)
     assert channel == "#ops-dfXlh46vQYCsMbVarumWlg" and "disconnected (CREDENTIALS)" in text
 

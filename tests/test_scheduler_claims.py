@@ -54,6 +54,14 @@ class Witness:
         finally:
             self.running -= 1
 
+    async def let_first_return_after_the_second_claim(self, runner: JobRunner) -> None:
+        """The job is claimed again: leave a second handler room to start beside the first (it
+        must not), then let the first return and run until idle."""
+        await asyncio.sleep(0.3)
+        assert self.attempts == [1]
+        self.let_first_return.set()
+        await runner.run_until_idle(timeout_s=20)
+
     async def _ignore_cancellation(self, call: Awaitable[object]) -> None:
         pending = asyncio.ensure_future(call)
         while not pending.done():
@@ -125,10 +133,7 @@ async def test_a_job_claimed_again_while_its_run_is_still_going_never_has_two_ha
         assert await runner.tick(reclaim=True) == 1  # reclaimed and claimed again, right here
         assert await claim_token(database_url, job_id) == 2
         await asyncio.wait_for(witness.first_cancelled.wait(), 10)
-        await asyncio.sleep(0.3)  # room for a second handler to start beside the first
-        assert witness.attempts == [1]
-        witness.let_first_return.set()
-        await runner.run_until_idle(timeout_s=10)
+        await witness.let_first_return_after_the_second_claim(runner)
     finally:
         witness.let_first_return.set()  # a failed assertion must not leave it stuck
         await runner.stop(grace_s=1)
@@ -174,10 +179,7 @@ async def test_an_outage_longer_than_the_lease_never_runs_one_job_twice_at_once(
                     await runner.tick(reclaim=True)
                 except DatabaseError:
                     await asyncio.sleep(0.1)  # the pool is still reconnecting
-        await asyncio.sleep(0.3)  # room for a second handler to start beside the first
-        assert witness.attempts == [1]
-        witness.let_first_return.set()
-        await runner.run_until_idle(timeout_s=20)
+        await witness.let_first_return_after_the_second_claim(runner)
     finally:
         witness.let_first_return.set()  # a failed assertion must not leave it stuck
         await runner.stop(grace_s=1)

@@ -4,15 +4,14 @@ replica) so that nothing but the webhook touches the job."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-import asyncpg
 import pytest
 
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from tests.conftest import AppClient, fixture_bytes, make_settings, rows
+from tests.jobs_support import execute
 
 JOB_COLUMNS = "status, attempts, last_error, locked_by"
 
@@ -24,22 +23,8 @@ def settings(database_url: str) -> Settings:
 
 async def set_job(database_url: str, **values: Any) -> None:
     """Put the one job in a given state, straight through the driver."""
-    names = list(values)
-    if database_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
-        try:
-            assignments = ", ".join(f"{n} = ?" for n in names)
-            conn.execute(f"UPDATE background_jobs SET {assignments}", list(values.values()))
-            conn.commit()
-        finally:
-            conn.close()
-        return
-    pg = await asyncpg.connect(database_url)
-    try:
-        assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, 1))
-        await pg.execute(f"UPDATE background_jobs SET {assignments}", *values.values())
-    finally:
-        await pg.close()
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, 1))
+    await execute(database_url, f"UPDATE background_jobs SET {assignments}", *values.values())
 
 
 async def job_state(database_url: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx2
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
 from gateway.app import create_app
@@ -17,8 +16,13 @@ from scheduler.handlers import HandlerRegistry
 from scheduler.runner import JobRunner
 from scheduler.service import SchedulerService
 from sql import Database
-from tests.conftest import fixture_bytes, make_settings, rows
-from tests.crons_support import cron_settings, eventually, unipile_workspace
+from tests.conftest import make_settings, rows
+from tests.crons_support import (
+    cron_settings,
+    eventually,
+    report_credentials_lost,
+    unipile_workspace,
+)
 from tests.fakes import FakeServer, Reply
 from tests.jobs_support import make_runtime
 
@@ -72,11 +76,7 @@ async def test_shutdown_lets_the_alert_sender_finish_its_post(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
-            url = f"/webhooks/unipile/{workspace.id}?token={workspace.tokens['unipile']}"
-            body = fixture_bytes("unipile/account_status_credentials.json")
-            assert (await http.post(url, content=body)).status_code == 200
+        assert await report_credentials_lost(app, workspace) == 200
 
         async def posting() -> bool:
             return fake_slack.count("POST", "/api/chat.postMessage") == 1
