@@ -277,12 +277,11 @@ async def _post_until_stored(http: httpx2.AsyncClient, url: str, body: bytes) ->
     raise AssertionError(f"still {answer.status_code} after 5 s: {answer.text}")
 
 
-LEASE = {"holder": "h", "manual": False}
+LEASE = {"holder": "h", "manual": False, "lease_s": 0.0}
 
 
 async def take_lease(db: Any, name: str) -> None:
-    now = dt.datetime.now(dt.UTC)
-    await db.execute("take_cron_lease", name=name, expires_at=now, now=now, **LEASE)
+    await db.execute("take_cron_lease", name=name, **LEASE)
 
 
 async def test_a_transaction_that_loses_a_serialization_race_is_retryable(own_pg_url: str) -> None:
