@@ -39,6 +39,20 @@ class Clients:
     unipile: UnipileClient
     emailbison: EmailBisonClient
 
+    def report_off(self) -> None:
+        """Log the services that are off for want of a setting, one line each.  The processes
+        that use them call it at start (``serve``, ``worker``); one-shot commands stay quiet."""
+        for name, enabled, reason in (
+            ("ai", self.ai.enabled, "OPENAI_API_KEY is unset"),
+            ("slack", self.slack.enabled, "SLACK_BOT_TOKEN is unset"),
+            ("unipile", self.unipile.enabled, "UNIPILE_BASE_URL or UNIPILE_API_KEY is unset"),
+        ):
+            if not enabled:
+                log.info(
+                    f"{name} is off: {reason}",
+                    extra={"event": "outbound_disabled", "service": name},
+                )
+
 
 @asynccontextmanager
 async def open_clients(settings: Settings, db: Database) -> AsyncIterator[Clients]:
@@ -75,14 +89,4 @@ async def open_clients(settings: Settings, db: Database) -> AsyncIterator[Client
             ),
             emailbison=EmailBisonClient(http, settings.emailbison_timeout_s),
         )
-        for name, enabled, reason in (
-            ("ai", clients.ai.enabled, "OPENAI_API_KEY is unset"),
-            ("slack", clients.slack.enabled, "SLACK_BOT_TOKEN is unset"),
-            ("unipile", clients.unipile.enabled, "UNIPILE_BASE_URL or UNIPILE_API_KEY is unset"),
-        ):
-            if not enabled:
-                log.info(
-                    f"{name} is off: {reason}",
-                    extra={"event": "outbound_disabled", "service": name},
-                )
         yield clients

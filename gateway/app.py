@@ -62,6 +62,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            if runtime.clients is not None:
+                runtime.clients.report_off()
             # The crons exist even with the scheduler off: POST /cron/{name} runs them.
             app.state.crons = CronService(runtime)
             # The scheduler stops (runs drained or released) before the database closes.

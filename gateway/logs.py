@@ -60,8 +60,22 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class StderrHandler(logging.StreamHandler[Any]):
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted, not as it was
+    when logging was configured (as ``logging.lastResort`` does): a stream swapped out and
+    closed since, such as pytest's capture of an earlier test, is never written to."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """``StreamHandler.__init__`` assigns the stream: there is nothing to keep."""
+
+
 def configure(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -14,6 +14,8 @@ from scheduler.service import run_worker
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> int:
+        if runtime.clients is not None:
+            runtime.clients.report_off()
         await run_worker(runtime)
         return 0
 

@@ -46,11 +46,23 @@ class _SkippedTickFilter(logging.Filter):
         return "maximum number of running instances reached" not in record.getMessage()
 
 
+class _StopCancelledFilter(logging.Filter):
+    """``shutdown(wait=False)`` cancels the interval jobs still running (a poll tick, a purge,
+    an alert pass: the job runs and cron runs that matter are drained before it), and the
+    executor logs each cancellation as an error with a ``CancelledError`` traceback.  Nothing
+    else cancels those jobs, so the traceback says nothing but that the process stopped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 _apscheduler_log = logging.getLogger("hookgate.scheduler.apscheduler")
 _apscheduler_log.addFilter(_SkippedTickFilter())
 # The executor logs every run of every interval job at INFO ("Running job …", "… executed
 # successfully"): several lines a second from the poll alone.  Its warnings and errors stay.
-logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+_executor_log = logging.getLogger("apscheduler.executors.default")
+_executor_log.setLevel(logging.WARNING)
+_executor_log.addFilter(_StopCancelledFilter())
 
 
 class SchedulerService:

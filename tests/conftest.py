@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import asyncpg
 import httpx2
@@ -264,14 +264,21 @@ class LiveServer:
     process: subprocess.Popen[bytes]
 
 
-def start_server(settings_env: dict[str, str], *, command: str = "serve") -> LiveServer:
-    """Run ``hookgate serve`` as a real process on a free port and wait until it is ready."""
+def start_server(
+    settings_env: dict[str, str],
+    *,
+    command: str = "serve",
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+    stderr: IO[bytes] | None = None,
+) -> LiveServer:
+    """Run ``hookgate serve`` as a real process on a free port and wait until it is ready
+    (its stdout discarded and its stderr inherited unless files are given for them)."""
     port = free_port()
     env = {**os.environ, **settings_env, "HOOKGATE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "gateway.cli", command]
     if command == "serve":
         args += ["--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=stdout, stderr=stderr)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while command == "serve":

@@ -55,6 +55,7 @@ async def test_open_clients_shares_one_session_and_closes_it(
         assert (await clients.slack.post("#replies", "hello")).sent
         assert (await clients.unipile.check_account("acc-1")).connected
         assert not clients.ai.enabled
+        clients.report_off()
     assert session.closed
     off = [
         r.__dict__["service"]

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
+from gateway import logs
 from gateway.logs import JsonFormatter
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from sql import ConstraintViolation, connect
@@ -79,3 +82,35 @@ async def test_the_row_values_a_database_error_quotes_never_appear(postgres_url:
     assert "leads_workspace_id_phone_key" in line["error"]  # what went wrong is still said
     assert "Key (workspace_id, phone)=(***) already exists." in line["error"]
     assert "Failing row contains (***)" in str(not_null["error"])
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The root logger's handlers and level, put back after a test that configures them."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_logs_go_to_the_stderr_of_the_moment_not_a_closed_one(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hookgate`` commands run in-process by tests configure logging while pytest captures
+    stderr; that capture is closed when the test ends, and records logged later (by the next
+    test, by a pool's background task) must not be written into it."""
+    configured_under = io.StringIO()
+    monkeypatch.setattr("sys.stderr", configured_under)
+    logs.configure("INFO")
+    logging.getLogger("hookgate.test").info("first")
+    configured_under.close()
+
+    later = io.StringIO()
+    monkeypatch.setattr("sys.stderr", later)
+    logging.getLogger("hookgate.clients.http").warning("outbound_failure", extra={"attempt": 1})
+    [line] = later.getvalue().splitlines()
+    assert json.loads(line)["msg"] == "outbound_failure"
+    assert "Logging error" not in later.getvalue()
