@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tests.pg_cluster import free_port
+from tests.system import require_program
+
+PGBOUNCER = "/usr/sbin/pgbouncer"  # Debian's
 
 
 class PgBouncer:
@@ -39,26 +43,38 @@ class PgBouncer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        binary = require_program(
+            PGBOUNCER, "pgbouncer", "in transaction mode in front of the test PostgreSQL server"
+        )
         command = [binary, str(self.root / "pgbouncer.ini")]
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
             for child in self.root.iterdir():
                 shutil.chown(child, "postgres", "postgres")
             command = ["runuser", "-u", "postgres", "--", *command]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with (self.root / "stderr.log").open("wb") as stderr:  # the child keeps its own copy
+            self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                import socket
-
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"pgbouncer exited: {self._process.stderr}") from None
+                    raise RuntimeError(
+                        f"pgbouncer exited with {self._process.returncode}: {self._why()}"
+                    ) from None
                 time.sleep(0.1)
-        raise RuntimeError("pgbouncer did not start within 10 s")
+        raise RuntimeError(f"pgbouncer did not start within 10 s: {self._why()}")
+
+    def _why(self) -> str:
+        """What pgbouncer said, on stderr and in its log file."""
+        said = [
+            path.read_text(errors="replace").strip()
+            for path in (self.root / "stderr.log", self.root / "pgbouncer.log")
+            if path.exists()
+        ]
+        return "\n".join(part for part in said if part) or "(it said nothing)"
 
     def stop(self) -> None:
         if self._process is not None:

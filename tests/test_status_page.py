@@ -17,21 +17,11 @@ from scheduler.crons import CronService
 from scheduler.lead_notifications import notify_interested_lead
 from scheduler.unipile_health import check_unipile_health
 from sql import Database, connect
+from tests.browser import launch_chromium
 from tests.conftest import ROOT, fixture_bytes, rows, start_server, stop_server
 from tests.crons_support import cron_runtime, cron_settings, disconnect
 from tests.fakes import FakeServer, Reply
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -66,9 +56,7 @@ async def test_status_page_in_headless_chromium(
         assert bearer.status_code == 200 and "suppressed 3 repeats today" in bearer.text
 
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-            )
+            browser = await launch_chromium(playwright)
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
                 await page.goto(f"{server.base_url}/status")
