@@ -1,9 +1,9 @@
 """The admin API: the bearer check every admin route shares, and the quarantine routes.
 
 Every admin route starts with ``require_admin``, which answers ``None`` for a request carrying
-``Authorization: Bearer $HOOKGATE_ADMIN_TOKEN`` (compared in constant time) and otherwise the
-response to send: 403 while the admin API is off (no token configured), 401 for a missing or
-wrong token::
+``Authorization: Bearer <the admin token>`` (``gateway.admin_token``: HOOKGATE_ADMIN_TOKEN, or the
+embedded default's own; compared in constant time) and otherwise the response to send: 403
+while the admin API is off (no admin token), 401 for a missing or wrong token::
 
     async def handler(request: Request) -> Response:
         if (denied := require_admin(request)) is not None:
@@ -19,14 +19,12 @@ delivery, ``?provider=`` to narrow it).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import quarantine
+from gateway.admin_token import AdminToken
 from gateway.runtime import Runtime
 from gateway.webhooks import json_response
 
@@ -35,22 +33,16 @@ MAX_LIST_LIMIT = 1000
 
 def require_admin(request: Request) -> Response | None:
     """``None`` when the request may use the admin API, else the 401/403 answer to send."""
-    runtime: Runtime = request.app.state.runtime
-    expected = runtime.settings.admin_token
-    if not expected:
+    admin_token: AdminToken | None = request.app.state.admin_token
+    if admin_token is None:
         return json_response(
             403, {"success": False, "error": "admin API is off: HOOKGATE_ADMIN_TOKEN is unset"}
         )
     authorization = request.headers.get("authorization", "")
     presented = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
-    # Digests of equal length: the comparison leaks neither the token nor its length.
-    if not hmac.compare_digest(_digest(presented), _digest(expected)):
+    if not admin_token.matches(presented):
         return json_response(401, {"success": False, "error": "unauthorized"})
     return None
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 def _not_found(delivery_id: int, what: str = "quarantined delivery") -> Response:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clients.context import ai_source
 from gateway import admin, api, status
+from gateway.admin_token import load_admin_token, report_admin_token
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.webhooks import json_response, receive
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.admin_token = await load_admin_token(runtime.db, settings)
+            report_admin_token(app.state.admin_token, settings)
             if runtime.clients is not None:
                 runtime.clients.report_off()
             # The crons exist even with the scheduler off: POST /cron/{name} runs them.

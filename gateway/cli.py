@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from gateway import logs, quarantine_cli
+from gateway.admin_token import first_admin_token, reset_admin_token, sign_in_url
 from gateway.commands import print_json
 from gateway.settings import Settings, SettingsError
 from gateway.workspaces import WorkspaceOptions, create_workspace, list_workspaces
@@ -16,8 +18,10 @@ from scheduler import cli as scheduler_cli
 from sql import Database, DatabaseError, connect
 from sql.migrations import discover
 
+T = TypeVar("T")
 
-async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     db = await connect(
         settings.database_url,
         pool_size=2,
@@ -32,11 +36,29 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
         await db.close()
 
 
+def _local_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a server listening on ``host:port``."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
 
+    async def first_start(db: Database) -> str | None:
+        return await first_admin_token(db, settings)
+
+    token = asyncio.run(_with_db(settings, first_start))
+    if token is not None:
+        url = sign_in_url(_local_url(args.host, args.port), token)
+        print(
+            f"Status page: open {url} to sign in.\n"
+            "This URL is shown only now; `hookgate admin reset-token` prints a new one.",
+            flush=True,
+        )
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -51,6 +73,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         print(f"schema is at version {discover(db.dialect)[-1].version} ({db.dialect})")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_admin_reset_token(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        token = await reset_admin_token(db, settings)
+        print(f"Status page: open {sign_in_url(settings.public_url, token)} to sign in.")
+        print("This URL is shown only now; a running hookgate serve takes it when restarted.")
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -121,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     cron_cli.add_commands(commands)  # packs create, crons list|run
     drafts_cli.add_commands(commands)  # drafts list|cancel|auto-send
     alerts_cli.add_commands(commands)  # alerts list|resend
+
+    admin = commands.add_parser("admin", help="the embedded default's own admin token")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    reset = admin_commands.add_parser(
+        "reset-token",
+        help="replace the admin token a first serve made on SQLite, print its sign-in URL",
+    )
+    reset.set_defaults(func=cmd_admin_reset_token)
 
     workspace = commands.add_parser("workspace", help="create and list workspaces")
     ws_commands = workspace.add_subparsers(dest="workspace_command", required=True)

@@ -1,10 +1,12 @@
 """``GET /status``: a small server-rendered page for operators (Jinja2, no JavaScript).
 
-Who may see it: a request with ``Authorization: Bearer $HOOKGATE_ADMIN_TOKEN``, or a browser
-holding the session cookie that the login form (``POST /status/login``) sets after checking the
-same token in constant time.  The cookie is signed with itsdangerous (keyed by the admin token,
-so changing the token logs every browser out), HttpOnly, SameSite=Strict, limited to ``/status``
-and valid for ``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothing else.
+Who may see it: a request with ``Authorization: Bearer <the admin token>``, or a browser holding
+the session cookie that the login form (``POST /status/login``) or the sign-in URL
+(``GET /status/login?token=…``, printed by a first ``hookgate serve`` on the embedded default)
+sets after checking the same token in constant time (``gateway.admin_token``).  The cookie is
+signed with itsdangerous (keyed by ``AdminToken.session_key``: a changed token signs every
+browser out), HttpOnly, SameSite=Strict, limited to ``/status`` and valid for
+``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothing else.
 
 What it shows: each workspace's set-up warnings (``gateway.notices``) and integration banners
 (with the day's alert and the repeats it suppressed), queue depth and dead jobs by type, dedupe
@@ -19,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import hmac
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from gateway.admin import require_admin
+from gateway.admin_token import AdminToken
 from gateway.api import banner
 from gateway.integrations import alert_day, alert_kind
 from gateway.notices import workspace_warnings
@@ -59,11 +60,11 @@ def _when(value: dt.datetime | None) -> str:
 templates.env.filters["when"] = _when
 
 
-def _serializer(admin_token: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(admin_token, salt="hookgate-status-session")
+def _serializer(admin_token: AdminToken) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(admin_token.session_key, salt="hookgate-status-session")
 
 
-def _is_admin(request: Request, admin_token: str) -> bool:
+def _is_admin(request: Request, admin_token: AdminToken) -> bool:
     if require_admin(request) is None:
         return True
     cookie = request.cookies.get(COOKIE)
@@ -79,11 +80,15 @@ def _login(request: Request, status: int, error: str | None = None) -> Response:
     return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status)
 
 
+def _off() -> Response:
+    return PlainTextResponse("the status page is off: HOOKGATE_ADMIN_TOKEN is unset", 404)
+
+
 async def status_page(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    admin_token = runtime.settings.admin_token
-    if not admin_token:
-        return PlainTextResponse("the status page is off: HOOKGATE_ADMIN_TOKEN is unset", 404)
+    admin_token: AdminToken | None = request.app.state.admin_token
+    if admin_token is None:
+        return _off()
     if not _is_admin(request, admin_token):
         return _login(request, 401)
     crons: CronService | None = getattr(request.app.state, "crons", None)
@@ -92,15 +97,17 @@ async def status_page(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    admin_token = runtime.settings.admin_token
-    if not admin_token:
-        return PlainTextResponse("the status page is off: HOOKGATE_ADMIN_TOKEN is unset", 404)
-    form = await request.form()
-    presented = str(form.get("token") or "")
-    expected = hashlib.sha256(admin_token.encode()).digest()
-    if not hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), expected):
-        return _login(request, 401, "That is not the admin token.")
+    """The login form's ``POST``, and the sign-in URL's ``GET /status/login?token=…`` (what
+    ``hookgate serve`` prints on a first run): a right token gets the session cookie."""
+    admin_token: AdminToken | None = request.app.state.admin_token
+    if admin_token is None:
+        return _off()
+    if request.method == "GET":
+        presented = request.query_params.get("token", "")
+    else:
+        presented = str((await request.form()).get("token") or "")
+    if not admin_token.matches(presented):
+        return _login(request, 401, "That is not the admin token." if presented else None)
     response = RedirectResponse("/status", 303)
     response.set_cookie(
         COOKIE,
@@ -218,6 +225,6 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
 
 ROUTES = [
     Route("/status", status_page, methods=["GET"]),
-    Route("/status/login", login, methods=["POST"]),
+    Route("/status/login", login, methods=["GET", "POST"]),
     Route("/status/logout", logout, methods=["POST"]),
 ]
