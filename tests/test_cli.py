@@ -80,17 +80,26 @@ def test_every_command_has_help(args: list[str], tmp_path: object) -> None:
     assert "usage: hookgate" in done.stdout
 
 
-def test_a_malformed_setting_stops_the_command_with_its_name() -> None:
+@pytest.mark.parametrize(
+    ("command", "value", "error"),
+    [
+        ("migrate", "many", "JOB_CONCURRENCY must be an integer, got 'many'"),
+        ("serve", "0", "JOB_CONCURRENCY must be greater than 0, got 0"),
+    ],
+)
+def test_a_malformed_setting_stops_the_command_with_one_line_naming_it(
+    command: str, value: str, error: str
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "migrate"],
-        env={**os.environ, "JOB_CONCURRENCY": "many"},
+        [sys.executable, "-m", "gateway.cli", command],
+        env={**os.environ, "JOB_CONCURRENCY": value},
         capture_output=True,
         text=True,
         timeout=30,
         cwd=ROOT,
     )
     assert done.returncode == 2
-    assert "JOB_CONCURRENCY must be an integer" in done.stderr
+    assert done.stderr == f"hookgate: {error}\n"
 
 
 def test_workspace_create_needs_a_name(settings: Settings) -> None:
@@ -170,16 +179,3 @@ def test_a_stop_right_after_the_start_logs_no_traceback(tmp_path: Path) -> None:
         text = log.read_text()
         assert "Application shutdown complete" in text
         assert "Traceback" not in text and "CancelledError" not in text
-
-
-def test_a_bad_setting_stops_serve_with_one_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve"],
-        env={**os.environ, "JOB_CONCURRENCY": "0"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-    assert done.returncode == 2
-    assert done.stderr == "hookgate: JOB_CONCURRENCY must be greater than 0, got 0\n"

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
@@ -21,9 +18,10 @@ from gateway.settings import Settings
 from sql import connect
 from sql.migrations import discover
 from tests.browser import launch_chromium
-from tests.conftest import ROOT, LiveServer, rows, start_server, stop_server
+from tests.conftest import LiveServer, rows, start_server, stop_server
+from tests.test_cli import hookgate
 
-SIGN_IN = re.compile(r"(http://127\.0\.0\.1:\d+)/status/login\?token=([\w-]+)")
+SIGN_IN = re.compile(r"(https?://[\w.:-]+)/status/login\?token=([\w-]+)")
 
 
 def serve(database_url: str, stdout: Path, **env: str) -> LiveServer:
@@ -44,20 +42,6 @@ def database_files_holding(folder: Path, secret: str) -> list[str]:
     files = sorted(folder.glob("hookgate.db*"))
     assert files
     return [path.name for path in files if secret.encode() in path.read_bytes()]
-
-
-def hookgate(
-    database_url: str, *args: str, admin_token: str = ""
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "HOOKGATE_ADMIN_TOKEN": admin_token}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        env={**env, "LOG_LEVEL": "WARNING"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_a_first_serve_prints_a_sign_in_url_once_and_stores_only_its_hash(
@@ -108,9 +92,12 @@ async def test_reset_token_replaces_the_token_for_the_next_start(tmp_path: Path)
         await db.close()
     assert old_token is not None
 
-    reset = hookgate(database_url, "admin", "reset-token")
+    reset = hookgate(
+        Settings(database_url=database_url), "admin", "reset-token", HOOKGATE_ADMIN_TOKEN=""
+    )
     assert reset.returncode == 0, reset.stderr
-    [(_, new_token)] = SIGN_IN.findall(reset.stdout)
+    [(base_url, new_token)] = SIGN_IN.findall(reset.stdout)
+    assert base_url == "https://hooks.example.test"  # HOOKGATE_PUBLIC_URL
     assert new_token != old_token
 
     server = serve(database_url, tmp_path / "serve.out")
@@ -146,7 +133,12 @@ async def test_the_setting_is_the_admin_token_and_nothing_is_made(tmp_path: Path
     finally:
         stop_server(server)
     assert await rows(database_url, "SELECT * FROM admin_token") == []
-    refused = hookgate(database_url, "admin", "reset-token", admin_token="set-by-operator")
+    refused = hookgate(
+        Settings(database_url=database_url),
+        "admin",
+        "reset-token",
+        HOOKGATE_ADMIN_TOKEN="set-by-operator",
+    )
     assert refused.returncode == 2 and refused.stdout == ""
     assert "HOOKGATE_ADMIN_TOKEN is set" in refused.stderr
 
@@ -164,7 +156,9 @@ async def test_postgresql_without_the_setting_keeps_the_admin_api_and_status_pag
         assert api.status_code == 403
     finally:
         stop_server(server)
-    refused = hookgate(postgres_url, "admin", "reset-token")
+    refused = hookgate(
+        Settings(database_url=postgres_url), "admin", "reset-token", HOOKGATE_ADMIN_TOKEN=""
+    )
     assert refused.returncode == 2
     assert "on PostgreSQL the admin token is the setting HOOKGATE_ADMIN_TOKEN" in refused.stderr
 
