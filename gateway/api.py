@@ -86,6 +86,50 @@ async def create_context_pack(
 
 
 async def workspace_integrations(request: Request) -> Response:
+    """Each integration's state, and the banners a UI shows for those that are not ok.
+    ---
+    summary: A workspace's integrations
+    tags: [admin]
+    security: [{adminToken: []}]
+    parameters: [{$ref: '#/components/parameters/WorkspaceId'}]
+    responses:
+      "200":
+        description: The integrations and their banners.
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [success, workspace_id, integrations, banners]
+              properties:
+                success: {const: true}
+                workspace_id: {type: string}
+                integrations:
+                  type: array
+                  items:
+                    type: object
+                    required: [integration, status, reason, since, last_error, checked_at]
+                    properties:
+                      integration: {type: string}
+                      status: {type: string}
+                      reason: {type: [string, 'null']}
+                      since: {$ref: '#/components/schemas/Timestamp'}
+                      last_error: {type: [string, 'null']}
+                      checked_at: {$ref: '#/components/schemas/OptionalTimestamp'}
+                banners:
+                  type: array
+                  items:
+                    type: object
+                    required: [integration, level, title, text, since]
+                    properties:
+                      integration: {type: string}
+                      level: {enum: [error]}
+                      title: {type: string}
+                      text: {type: string}
+                      since: {$ref: '#/components/schemas/Timestamp'}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "403": {$ref: '#/components/responses/AdminOff'}
+      "404": {$ref: '#/components/responses/NotFound'}
+    """
     if (denied := require_admin(request)) is not None:
         return denied
     runtime: Runtime = request.app.state.runtime
@@ -113,6 +157,27 @@ async def workspace_integrations(request: Request) -> Response:
 
 
 async def request_context_pack(request: Request) -> Response:
+    """A new context pack for the workspace, or the one it has open already.
+    ---
+    summary: Ask for a context pack
+    tags: [admin]
+    security: [{adminToken: []}]
+    parameters: [{$ref: '#/components/parameters/WorkspaceId'}]
+    responses:
+      "200":
+        description: The workspace's open pack (at most one is open at a time).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/PackAnswer'}
+      "201":
+        description: A new pack, pending.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/PackAnswer'}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "403": {$ref: '#/components/responses/AdminOff'}
+      "404": {$ref: '#/components/responses/NotFound'}
+    """
     if (denied := require_admin(request)) is not None:
         return denied
     runtime: Runtime = request.app.state.runtime
@@ -127,6 +192,40 @@ async def request_context_pack(request: Request) -> Response:
 
 
 async def send_draft(request: Request) -> Response:
+    """Send an AI draft: one outbound message, the same however often it is pressed.
+    ---
+    summary: Send an AI draft
+    tags: [admin]
+    security: [{adminToken: []}]
+    parameters:
+      - name: id
+        in: path
+        required: true
+        description: The draft's id.
+        schema: {$ref: '#/components/schemas/RowId'}
+    responses:
+      "202":
+        description: The send is queued (or was already); its one outbound message.
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [success, draft_id, message_id, status]
+              properties:
+                success: {const: true}
+                draft_id: {$ref: '#/components/schemas/RowId'}
+                message_id: {$ref: '#/components/schemas/RowId'}
+                status: {type: string}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "403": {$ref: '#/components/responses/AdminOff'}
+      "404": {$ref: '#/components/responses/NotFound'}
+      "422":
+        description: This draft cannot be sent (an SMS draft, for which no sender exists).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "503": {$ref: '#/components/responses/Unavailable'}
+    """
     if (denied := require_admin(request)) is not None:
         return denied
     runtime: Runtime = request.app.state.runtime
@@ -158,6 +257,38 @@ async def send_draft(request: Request) -> Response:
 
 
 async def cancel_draft_auto_send(request: Request) -> Response:
+    """Stop a draft's scheduled auto-send.
+    ---
+    summary: Cancel a draft's auto-send
+    tags: [admin]
+    security: [{adminToken: []}]
+    parameters:
+      - name: id
+        in: path
+        required: true
+        description: The draft's id.
+        schema: {$ref: '#/components/schemas/RowId'}
+    responses:
+      "200":
+        description: The auto-send is cancelled (by this call or an earlier one).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/AutoSendState'}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "403": {$ref: '#/components/responses/AdminOff'}
+      "404": {$ref: '#/components/responses/NotFound'}
+      "409":
+        description: >-
+          Nothing to stop (never scheduled, skipped, or too late: sending or sent); `error` says
+          which.
+        content:
+          application/json:
+            schema:
+              allOf:
+                - {$ref: '#/components/schemas/Error'}
+                - {$ref: '#/components/schemas/AutoSendState'}
+      "503": {$ref: '#/components/responses/Unavailable'}
+    """
     if (denied := require_admin(request)) is not None:
         return denied
     runtime: Runtime = request.app.state.runtime
@@ -189,6 +320,43 @@ def cron_secret_ok(request: Request, expected: str) -> bool:
 
 
 async def run_cron(request: Request) -> Response:
+    """Run a cron now and answer with its outcome (the secret is checked before anything else).
+    ---
+    summary: Run a cron now
+    tags: [crons]
+    security: [{cronSecret: []}]
+    parameters:
+      - name: name
+        in: path
+        required: true
+        schema: {enum: [context_packs, unipile_health]}
+    responses:
+      "200":
+        description: The run's end (`success` is false for an outcome other than ok or skipped).
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [success, cron, outcome, started_at, finished_at, error, detail,
+                         breaker_opened_at]
+              properties:
+                success: {type: boolean}
+                cron: {type: string}
+                outcome: {type: string}
+                started_at: {$ref: '#/components/schemas/Timestamp'}
+                finished_at: {$ref: '#/components/schemas/Timestamp'}
+                error: {type: [string, 'null']}
+                detail: {type: object}
+                breaker_opened_at: {$ref: '#/components/schemas/OptionalTimestamp'}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "404": {$ref: '#/components/responses/NotFound'}
+      "409":
+        description: It is running already, here or on another replica.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "503": {$ref: '#/components/responses/Unavailable'}
+    """
     runtime: Runtime = request.app.state.runtime
     if not cron_secret_ok(request, runtime.settings.cron_secret):
         return json_response(401, {"success": False, "error": "unauthorized"})
@@ -209,7 +377,7 @@ async def run_cron(request: Request) -> Response:
 ROUTES = [
     Route("/api/workspaces/{id}/integrations", workspace_integrations, methods=["GET"]),
     Route("/api/workspaces/{id}/context-packs", request_context_pack, methods=["POST"]),
-    Route("/api/drafts/{id:int}/send", send_draft, methods=["POST"]),
-    Route("/api/drafts/{id:int}/auto-send/cancel", cancel_draft_auto_send, methods=["POST"]),
+    Route("/api/drafts/{id:row_id}/send", send_draft, methods=["POST"]),
+    Route("/api/drafts/{id:row_id}/auto-send/cancel", cancel_draft_auto_send, methods=["POST"]),
     Route("/cron/{name}", run_cron, methods=["POST"]),
 ]

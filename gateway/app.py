@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clients.context import ai_source
-from gateway import admin, api, status
+from gateway import admin, api, openapi, status
 from gateway.admin_token import load_admin_token, report_admin_token
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
@@ -25,10 +26,39 @@ from sql import DatabaseError
 
 
 async def healthz(request: Request) -> Response:
+    """The process is up.
+    ---
+    summary: Liveness
+    tags: [health]
+    responses:
+      "200":
+        description: The process answers.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Health'}
+    """
     return json_response(200, {"ok": True})
 
 
 async def readyz(request: Request) -> Response:
+    """The database answers.
+    ---
+    summary: Readiness
+    tags: [health]
+    responses:
+      "200":
+        description: The database answers.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Health'}
+      "503":
+        description: The database does not answer (`error` says why).
+        headers:
+          Retry-After: {$ref: '#/components/headers/RetryAfter'}
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Health'}
+    """
     runtime: Runtime = request.app.state.runtime
     try:
         await runtime.db.fetch_one("ping")
@@ -38,8 +68,26 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """This process's Prometheus metrics.
+    ---
+    summary: Prometheus metrics
+    tags: [health]
+    responses:
+      "200":
+        description: The text exposition format.
+        content:
+          text/plain:
+            schema: {type: string}
+    """
     runtime: Runtime = request.app.state.runtime
     return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The router's own answers (no such route 404, wrong method 405) in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return json_response(exc.status_code, {"success": False, "error": exc.detail}, headers)
 
 
 class RouteAISource:
@@ -82,4 +130,10 @@ def create_app(settings: Settings) -> Starlette:
         *api.ROUTES,
         *status.ROUTES,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RouteAISource)])
+    routes.append(openapi.route(routes))
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RouteAISource)],
+        exception_handlers={HTTPException: http_error},
+    )

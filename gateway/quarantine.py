@@ -34,6 +34,7 @@ import orjson
 from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
 from gateway.providers import PROVIDERS, Delivery
 from gateway.settings import Settings
+from gateway.workspaces import is_workspace_id
 from sql import Database, Row
 
 log = logging.getLogger("hookgate.quarantine")
@@ -245,6 +246,10 @@ async def list_deliveries(
     """Quarantined deliveries, oldest first, without their bodies."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if provider is not None and provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    if workspace_id is not None and not is_workspace_id(workspace_id):
+        raise ValueError(f"not a workspace id (ws_ and 16 hex digits): {workspace_id!r}")
     return await db.fetch_all(
         "list_quarantine",
         workspace_id=workspace_id,

@@ -48,6 +48,83 @@ def json_response(
 
 
 async def receive(request: Request) -> Response:
+    """One provider delivery, answered once it is stored (or known not to need storing).
+    ---
+    summary: Receive a provider's webhook delivery
+    tags: [webhooks]
+    description: >-
+      Size, token and the provider's own checks come before any write; a rejected delivery
+      stores nothing.  Tenancy comes from the path and the token, never from the payload.
+    parameters:
+      - {name: provider, in: path, required: true, schema: {$ref: '#/components/schemas/Provider'}}
+      - name: workspace_id
+        in: path
+        required: true
+        schema: {$ref: '#/components/schemas/WorkspaceId'}
+    security:
+      - webhookToken: []
+      - webhookBearer: []
+      - unipileAuth: []
+      - instantlySecret: []
+    requestBody:
+      required: true
+      description: >-
+        The provider's JSON object, as it sent it (the raw bytes are what a signature covers;
+        SmartLead's `secret_key` is inside the body).
+      content:
+        application/json:
+          schema: {type: object}
+    responses:
+      "200":
+        description: Stored, already stored (`deduped`), or not a message (`ignored`).
+        content:
+          application/json:
+            schema:
+              oneOf:
+                - {$ref: '#/components/schemas/Stored'}
+                - {$ref: '#/components/schemas/Ignored'}
+      "202":
+        description: Authenticated, but no parser could read it; kept raw for replay.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Quarantined'}
+      "400":
+        description: >-
+          Not JSON, not a JSON object, not UTF-8, an invalid Content-Length, or the workspace's
+          quarantine is full for this hour.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "401": {$ref: '#/components/responses/Unauthorized'}
+      "404":
+        description: No such provider.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "409":
+        description: A GoHighLevel `webhookId` already received with another message (a replay).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "413":
+        description: The body is larger than WEBHOOK_MAX_BODY_BYTES.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "429":
+        description: On `ghl` (GoHighLevel retries only a 429), the database is unreachable.
+        headers:
+          Retry-After: {$ref: '#/components/headers/RetryAfter'}
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "500":
+        description: An unexpected error; nothing was stored, and the provider should retry.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
+      "503": {$ref: '#/components/responses/Unavailable'}
+    """
     runtime: Runtime = request.app.state.runtime
     provider = PROVIDERS.get(request.path_params["provider"])
     if provider is None:

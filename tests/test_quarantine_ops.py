@@ -94,6 +94,41 @@ async def test_admin_api_lists_shows_replays_and_discards(
     assert await count(settings.database_url, "background_jobs") == 1
 
 
+async def test_admin_api_refuses_filters_it_cannot_use_and_then_replays_nothing(
+    client: AppClient,
+    workspace: CreatedWorkspace,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A misspelt or unknown filter is a 400 naming it, never a listing or a replay of every
+    delivery; ids that cannot be a row's are a 404, never a database error."""
+    url = client.url("emailbison", workspace)
+    delivery = quarantined(await client.http.post(url, content=renamed_reply(1)))
+    override_parser(monkeypatch, "emailbison", learns_reply_id)  # a replay would now store it
+    for query, error in (
+        ("stauts=pending", "unknown query parameter 'stauts'"),
+        ("provider=mailchimp", "provider must be one of emailbison, ghl"),
+        ("workspace=acme", "not a workspace id"),
+        ("after_id=10000000000000000000", "after_id must be between 0 and"),
+    ):
+        listed = await client.http.get(f"/api/quarantine?{query}", headers=ADMIN)
+        assert listed.status_code == 400 and error in listed.json()["error"], query
+    for query in ("provder=emailbison", "provider=mailchimp"):
+        replayed = await client.http.post(f"/api/quarantine/replay?{query}", headers=ADMIN)
+        assert replayed.status_code == 400 and replayed.json()["success"] is False
+    assert await count(settings.database_url, "webhook_quarantine", "status = 'pending'") == 1
+    assert await count(settings.database_url, "messages") == 0
+
+    for path in ("/api/quarantine/0", f"/api/quarantine/{10**19 + delivery}"):
+        missing = await client.http.get(path, headers=ADMIN)
+        assert missing.status_code == 404 and missing.json()["success"] is False
+    huge = await client.http.post(f"/api/drafts/{10**20}/send", headers=ADMIN)
+    assert huge.status_code == 404 and huge.json()["success"] is False
+    wrong_method = await client.http.delete(f"/api/quarantine/{delivery}", headers=ADMIN)
+    assert wrong_method.status_code == 405 and "GET" in wrong_method.headers["allow"]
+    assert wrong_method.json() == {"success": False, "error": "Method Not Allowed"}
+
+
 async def test_deliveries_commands_list_show_replay_and_discard(
     client: AppClient,
     workspace: CreatedWorkspace,
