@@ -197,12 +197,7 @@ async def send_draft(request: Request) -> Response:
     summary: Send an AI draft
     tags: [admin]
     security: [{adminToken: []}]
-    parameters:
-      - name: id
-        in: path
-        required: true
-        description: The draft's id.
-        schema: {$ref: '#/components/schemas/RowId'}
+    parameters: [{$ref: '#/components/parameters/DraftId'}]
     responses:
       "202":
         description: The send is queued (or was already); its one outbound message.
@@ -262,12 +257,7 @@ async def cancel_draft_auto_send(request: Request) -> Response:
     summary: Cancel a draft's auto-send
     tags: [admin]
     security: [{adminToken: []}]
-    parameters:
-      - name: id
-        in: path
-        required: true
-        description: The draft's id.
-        schema: {$ref: '#/components/schemas/RowId'}
+    parameters: [{$ref: '#/components/parameters/DraftId'}]
     responses:
       "200":
         description: The auto-send is cancelled (by this call or an earlier one).
