@@ -101,6 +101,11 @@ async def receive(request: Request) -> Response:
         content:
           application/json:
             schema: {$ref: '#/components/schemas/Error'}
+      "408":
+        description: The body did not arrive within WEBHOOK_BODY_TIMEOUT_S (the connection closes).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Error'}
       "409":
         description: A GoHighLevel `webhookId` already received with another message (a replay).
         content:
