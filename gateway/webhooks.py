@@ -76,15 +76,18 @@ async def receive(request: Request) -> Response:
           schema: {type: object}
     responses:
       "200":
-        description: Stored, already stored (`deduped`), or not a message (`ignored`).
+        description: >-
+          Stored, already stored (`deduped`), or not a message (`ignored`).  On `unipile`, which
+          retries anything but exactly 200, a quarantined delivery is answered 200 as well.
         content:
           application/json:
             schema:
               oneOf:
                 - {$ref: '#/components/schemas/Stored'}
                 - {$ref: '#/components/schemas/Ignored'}
+                - {$ref: '#/components/schemas/Quarantined'}
       "202":
-        description: Authenticated, but no parser could read it; kept raw for replay.
+        description: No parser could read it; kept raw for replay (on `unipile` a 200 instead).
         content:
           application/json:
             schema: {$ref: '#/components/schemas/Quarantined'}
