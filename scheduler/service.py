@@ -47,10 +47,11 @@ class _SkippedTickFilter(logging.Filter):
 
 
 class _StopCancelledFilter(logging.Filter):
-    """``shutdown(wait=False)`` cancels the interval jobs still running (a poll tick, a purge,
-    an alert pass: the job runs and cron runs that matter are drained before it), and the
+    """A stop cancels the scheduler jobs still running: those ``_drain`` cuts short past the
+    grace period (its warning names them), and one that began between the drain's look at what
+    runs and ``shutdown(wait=False)`` (a start aborted at once: uvicorn failed to bind).  The
     executor logs each cancellation as an error with a ``CancelledError`` traceback.  Nothing
-    else cancels those jobs, so the traceback says nothing but that the process stopped."""
+    but a stop cancels these jobs, so that traceback says nothing the stop's own lines do not."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
