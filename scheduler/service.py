@@ -1,7 +1,9 @@
 """APScheduler wiring: the poll tick as an interval job, and a graceful stop.
 
 ``hookgate serve`` runs this inside the Starlette lifespan; ``hookgate worker`` runs it alone.
-Crons add their own jobs to ``SchedulerService.scheduler``.
+Crons add their own jobs to ``SchedulerService.scheduler``.  Wake-ups (``scheduler/wakeups.py``)
+start and stop with it: jobs made due by other processes are claimed at once, the poll is the
+safety net.
 
 APScheduler 3.11's ``shutdown(wait=True)`` does not wait for running coroutine jobs (they are
 cancelled on the next loop turn), so stopping is: pause (no new ticks), let the runner drain
@@ -23,6 +25,7 @@ from gateway.runtime import Runtime, no_wakeup
 from scheduler.crons import CronService
 from scheduler.quarantine import add_quarantine_jobs
 from scheduler.runner import JobRunner
+from scheduler.wakeups import JobWakeups
 
 log = logging.getLogger("hookgate.scheduler")
 
@@ -52,6 +55,7 @@ class SchedulerService:
         self.runtime = runtime
         self.runner = runner or JobRunner(runtime)
         self.crons = crons
+        self.wakeups = JobWakeups(runtime, self.runner.nudge)
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC, logger=_apscheduler_log)
 
     async def start(self) -> None:
@@ -73,6 +77,7 @@ class SchedulerService:
             )
         self.scheduler.start()
         self.runtime.job_due = self.runner.nudge
+        self.wakeups.start()
         log.info(
             "scheduler started",
             extra={
@@ -86,6 +91,7 @@ class SchedulerService:
     async def stop(self) -> None:
         grace_s = self.runtime.settings.shutdown_grace_s
         self.runtime.job_due = no_wakeup
+        await self.wakeups.stop()
         self.scheduler.pause()
         try:
             if self.crons is not None:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import asyncpg
 import httpx2
@@ -41,6 +41,7 @@ from tests.fakes import (  # noqa: F401  (fixtures: fake provider servers on 127
     fake_unipile,
 )
 from tests.pg_cluster import Cluster, free_port
+from tests.pgbouncer import bouncer  # noqa: F401  (fixture: pgbouncer in transaction mode)
 
 T = TypeVar("T")
 
@@ -264,14 +265,17 @@ class LiveServer:
     process: subprocess.Popen[bytes]
 
 
-def start_server(settings_env: dict[str, str], *, command: str = "serve") -> LiveServer:
-    """Run ``hookgate serve`` as a real process on a free port and wait until it is ready."""
+def start_server(
+    settings_env: dict[str, str], *, command: str = "serve", stderr: IO[bytes] | None = None
+) -> LiveServer:
+    """Run ``hookgate serve`` as a real process on a free port and wait until it is ready;
+    its logs go to ``stderr`` (default: the test's own)."""
     port = free_port()
     env = {**os.environ, **settings_env, "HOOKGATE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "gateway.cli", command]
     if command == "serve":
         args += ["--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while command == "serve":

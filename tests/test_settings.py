@@ -39,6 +39,14 @@ def test_names_come_from_the_environment_with_their_prefixes() -> None:
         ({"DATABASE_PGBOUNCER": "maybe"}, "DATABASE_PGBOUNCER must be true or false"),
         ({"JOB_CONCURRENCY": "0"}, "JOB_CONCURRENCY must be greater than 0"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
+        (
+            {"DATABASE_URL": "postgresql://h/db", "DATABASE_LISTEN_URL": "pgbouncer://h/db"},
+            "DATABASE_LISTEN_URL must start with postgresql://",
+        ),
+        (
+            {"DATABASE_LISTEN_URL": "postgresql://h/db"},
+            "DATABASE_LISTEN_URL is for PostgreSQL, but DATABASE_URL names SQLite",
+        ),
     ],
 )
 def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:

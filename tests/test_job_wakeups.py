@@ -1,0 +1,211 @@
+"""Wake-ups for jobs made due by another process (scheduler/wakeups.py), in one test process:
+migration 008's trigger notifies exactly when a row becomes pending and due; the PostgreSQL
+listener nudges per notification and once after every (re)connection; the SQLite watcher
+nudges for other connections' commits only.  The real processes are in
+test_job_wakeups_processes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+from gateway.workspaces import WorkspaceCache
+from scheduler import queue
+from scheduler.wakeups import CHANNEL, JobWakeups
+from sql import Database, connect
+from sql.migrations import discover
+from tests.conftest import make_settings, rows
+
+DUE = "now() - interval '1 second'"
+LATER = "now() + interval '1 hour'"
+
+
+def insert(status: str, run_at: str, key: str = "T:1") -> str:
+    return (
+        "INSERT INTO background_jobs (type, dedupe_key, status, run_at) "
+        f"VALUES ('T', '{key}', '{status}', {run_at})"
+    )
+
+
+def update(assignments: str) -> str:
+    return f"UPDATE background_jobs SET {assignments}"
+
+
+class Notifications:
+    """A connection of the test's own listening on the wake-up channel."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.payloads: asyncio.Queue[str] = asyncio.Queue()
+
+    async def listen(self) -> None:
+        await self.conn.add_listener(CHANNEL, lambda *args: self.payloads.put_nowait(args[3]))
+
+    async def count_until_fence(self, writer: asyncpg.Connection) -> int:
+        """Wake-ups notified before a fence that ``writer`` sends now (notifications arrive in
+        commit order)."""
+        await writer.execute(f"SELECT pg_notify('{CHANNEL}', 'fence')")
+        n = 0
+        async with asyncio.timeout(10):
+            while (await self.payloads.get()) != "fence":
+                n += 1
+        return n
+
+
+@pytest.mark.parametrize(
+    ("setup", "change", "wakeups"),
+    [
+        pytest.param([], [insert("pending", DUE)], 1, id="enqueued"),
+        pytest.param(
+            [], [insert("pending", DUE, f"T:{i}") for i in range(50)], 1, id="group-of-50"
+        ),
+        pytest.param([], [insert("pending", LATER)], 0, id="enqueued-for-later"),
+        pytest.param([insert("pending", DUE)], [update("status = 'running'")], 0, id="claimed"),
+        pytest.param(
+            [insert("running", DUE)], [update(f"status = 'pending', run_at = {DUE}")], 1,
+            id="handed-back",
+        ),
+        pytest.param(
+            [insert("running", DUE)], [update(f"status = 'pending', run_at = {LATER}")], 0,
+            id="retry-after-backoff",
+        ),
+        pytest.param([insert("running", DUE)], [update("status = 'succeeded'")], 0, id="done"),
+        pytest.param([insert("running", DUE)], [update("status = 'dead'")], 0, id="buried"),
+        pytest.param(
+            [insert("dead", DUE)], [update("status = 'pending', run_at = now()")], 1, id="revived"
+        ),
+        pytest.param(
+            [insert("dead", DUE)],
+            [
+                insert("pending", "now()")
+                + " ON CONFLICT (dedupe_key) DO UPDATE SET status = 'pending', run_at = now()"
+            ],
+            1,
+            id="re-enqueued-over-dead",
+        ),
+        pytest.param(
+            [insert("pending", LATER)], [update("run_at = now()")], 1, id="backoff-cut-short"
+        ),
+        pytest.param(
+            [insert("pending", DUE)],
+            [update("updated_at = now()"), update("run_at = now()")],
+            0,
+            id="due-job-touched",
+        ),
+    ],
+)  # fmt: skip
+async def test_the_trigger_notifies_once_per_transaction_that_makes_jobs_due(
+    postgres_url: str, setup: list[str], change: list[str], wakeups: int
+) -> None:
+    writer = await asyncpg.connect(postgres_url)
+    notifications = Notifications(await asyncpg.connect(postgres_url))
+    try:
+        await notifications.listen()
+        for statement in setup:
+            await writer.execute(statement)
+        await notifications.count_until_fence(writer)
+        async with writer.transaction():
+            for statement in change:
+                await writer.execute(statement)
+        assert await notifications.count_until_fence(writer) == wakeups
+    finally:
+        await writer.close()
+        await notifications.conn.close()
+
+
+async def test_a_rolled_back_enqueue_notifies_nobody(postgres_url: str) -> None:
+    writer = await asyncpg.connect(postgres_url)
+    notifications = Notifications(await asyncpg.connect(postgres_url))
+    try:
+        await notifications.listen()
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.execute(insert("pending", DUE))
+        await transaction.rollback()
+        assert await notifications.count_until_fence(writer) == 0
+    finally:
+        await writer.close()
+        await notifications.conn.close()
+
+
+def make_runtime(db: Database, database_url: str) -> Runtime:
+    settings = make_settings(database_url)
+    return Runtime(settings, db, Metrics(), WorkspaceCache(db, settings.workspace_cache_ttl_s))
+
+
+async def enqueue(db: Database, key: str) -> None:
+    assert await queue.enqueue(db, "T", key, now=dt.datetime.now(dt.UTC), max_attempts=1)
+
+
+async def listener_pids(database_url: str) -> list[int]:
+    found = await rows(
+        database_url,
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+    )
+    return [int(r["pid"]) for r in found]
+
+
+async def test_the_listener_nudges_per_notification_and_after_every_reconnection(
+    postgres_url: str,
+) -> None:
+    db = await connect(postgres_url)
+    nudges: asyncio.Queue[None] = asyncio.Queue()
+    wakeups = JobWakeups(make_runtime(db, postgres_url), lambda: nudges.put_nowait(None))
+
+    async def nudged() -> None:
+        await asyncio.wait_for(nudges.get(), 10)
+
+    wakeups.start()
+    try:
+        await nudged()  # connected: one nudge for whatever was due before it listened
+        await enqueue(db, "T:1")
+        await nudged()
+        (first,) = await listener_pids(postgres_url)
+        await rows(postgres_url, "SELECT pg_terminate_backend($1)", first)
+        await nudged()  # reconnected by itself; what was notified in between is gone
+        (second,) = await listener_pids(postgres_url)
+        assert second != first
+        await enqueue(db, "T:2")
+        await nudged()  # the new connection listens
+    finally:
+        await wakeups.stop()
+        await db.close()
+    async with asyncio.timeout(10):
+        while await listener_pids(postgres_url):  # noqa: ASYNC110  # the server's own pace
+            await asyncio.sleep(0.02)  # it ends the session after the listener dropped it
+
+
+async def test_the_sqlite_watcher_nudges_for_other_processes_commits_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hookgate.db'}"
+    db = await connect(url)
+    await db.apply_migrations(discover(db.dialect))
+    other = await connect(url)  # connections of its own, as another process has
+    nudges: asyncio.Queue[None] = asyncio.Queue()
+    wakeups = JobWakeups(make_runtime(db, url), lambda: nudges.put_nowait(None))
+
+    async def nudged() -> None:
+        await asyncio.wait_for(nudges.get(), 10)
+
+    wakeups.start()
+    try:
+        await nudged()  # the first look: whatever was committed before it may be due
+        await enqueue(other, "T:1")
+        await nudged()
+        await enqueue(db, "T:2")  # this process's own commit: its runner was told directly
+        await asyncio.sleep(0.3)  # many looks later
+        await queue.JobQueue(other, "w").release(now=dt.datetime.now(dt.UTC))  # changes nothing
+        await asyncio.sleep(0.3)
+        assert nudges.empty()
+        await enqueue(other, "T:3")
+        await nudged()
+    finally:
+        await wakeups.stop()
+        await other.close()
+        await db.close()
