@@ -1,8 +1,9 @@
-"""Wake-ups: a job that another process makes due starts within milliseconds, not at a poll.
+"""Wake-ups: a job made due anywhere — on another replica, by a command, by any code path —
+starts within milliseconds on a runner with a free slot, not at the next poll.
 
 The runner's ``nudge()`` claims at once when a slot is free (coalesced: a storm of wake-ups is
-one claim at a time).  Within a process, a webhook calls it after its commit
-(``Runtime.job_due``).  ``JobWakeups`` calls it for commits made by other processes:
+one claim at a time).  A webhook calls it after its commit (``Runtime.job_due``); ``JobWakeups``
+calls it for every other enqueue, whichever process or code path made it:
 
 - PostgreSQL: migration 008's trigger notifies channel ``hookgate_jobs`` from every
   transaction that makes a job pending and due; a ``Listener`` on a connection of its own
@@ -10,9 +11,11 @@ one claim at a time).  Within a process, a webhook calls it after its commit
   connection is reopened with backoff, and every (re)connection nudges once: what was notified
   while nobody listened is gone.  Behind pgbouncer (``DATABASE_PGBOUNCER=1``) without a listen
   URL there is nothing to listen on, which is logged once at start.
-- SQLite: ``PRAGMA data_version`` on the writer connection moves only when another process
-  committed; checked every ``SQLITE_CHECK_INTERVAL_S`` (a few microseconds of SQLite, far
-  cheaper than a claim), a change nudges.
+- SQLite: ``PRAGMA data_version`` on the reader connection moves whenever a commit changed the
+  file (this process's writer or another process); checked every ``SQLITE_CHECK_INTERVAL_S``
+  (a few microseconds of SQLite on the reader, which never waits for the writer: far cheaper
+  than a claim), a change nudges.  A claim that found nothing changes nothing, so wake-ups do
+  not feed themselves.
 
 Polling stays the safety net for everything a wake-up cannot see: jobs due later (a backoff, a
 delayed send), a notification lost with a connection, a listener that cannot connect.
@@ -107,7 +110,7 @@ class JobWakeups:
             delay = min(delay * 2, RECONNECT_CAP_S)
 
     async def _watch_commits(self) -> None:
-        """Nudge whenever another process committed since the last look, and once at the first
+        """Nudge whenever a commit changed the file since the last look, and once at the first
         look (what was committed before it is not known to have been claimed)."""
         db = self.runtime.db
         seen: int | None = None
@@ -118,7 +121,7 @@ class JobWakeups:
             except DatabaseError as exc:
                 if not failing:
                     log.warning(
-                        "could not check for jobs enqueued by other processes; polling meanwhile",
+                        "could not check the database for new jobs; polling meanwhile",
                         extra={"error": str(exc)},
                     )
                 failing = True

@@ -1,7 +1,7 @@
-"""Wake-ups for jobs made due by another process (scheduler/wakeups.py), in one test process:
+"""Wake-ups for jobs made due elsewhere (scheduler/wakeups.py), in one test process:
 migration 008's trigger notifies exactly when a row becomes pending and due; the PostgreSQL
 listener nudges per notification and once after every (re)connection; the SQLite watcher
-nudges for other connections' commits only.  The real processes are in
+nudges for every commit that changed the file, whoever made it.  The real processes are in
 test_job_wakeups_processes.py."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway.app import create_app
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
 from gateway.workspaces import WorkspaceCache
@@ -21,6 +22,7 @@ from scheduler.wakeups import CHANNEL, JobWakeups
 from sql import Database, connect
 from sql.migrations import discover
 from tests.conftest import make_settings, rows
+from tests.test_scheduler_processes import done_log, wait_for
 
 DUE = "now() - interval '1 second'"
 LATER = "now() + interval '1 hour'"
@@ -143,6 +145,25 @@ async def enqueue(db: Database, key: str) -> None:
     assert await queue.enqueue(db, "T", key, now=dt.datetime.now(dt.UTC), max_attempts=1)
 
 
+async def enqueue_probe(db: Database, n: int, root: Path) -> None:
+    job_id = await queue.enqueue(
+        db,
+        "TEST_PROBE",
+        f"TEST_PROBE:{n}",
+        now=dt.datetime.now(dt.UTC),
+        max_attempts=1,
+        payload={"dir": str(root)},
+    )
+    assert job_id is not None
+
+
+async def run_probes_one_after_another(url: str, db: Database, root: Path, numbers: range) -> None:
+    """Enqueue each probe once the one before it succeeded (bounded far below the poll)."""
+    for n in numbers:
+        await enqueue_probe(db, n, root)
+        await wait_for(url, "status = 'succeeded'", n, timeout_s=15)
+
+
 async def listener_pids(database_url: str) -> list[int]:
     found = await rows(
         database_url,
@@ -182,7 +203,9 @@ async def test_the_listener_nudges_per_notification_and_after_every_reconnection
             await asyncio.sleep(0.02)  # it ends the session after the listener dropped it
 
 
-async def test_the_sqlite_watcher_nudges_for_other_processes_commits_only(tmp_path: Path) -> None:
+async def test_the_sqlite_watcher_nudges_for_every_commit_that_changed_the_file(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'hookgate.db'}"
     db = await connect(url)
     await db.apply_migrations(discover(db.dialect))
@@ -198,10 +221,11 @@ async def test_the_sqlite_watcher_nudges_for_other_processes_commits_only(tmp_pa
         await nudged()  # the first look: whatever was committed before it may be due
         await enqueue(other, "T:1")
         await nudged()
-        await enqueue(db, "T:2")  # this process's own commit: its runner was told directly
-        await asyncio.sleep(0.3)  # many looks later
+        await enqueue(db, "T:2")  # this process's own enqueue, which no webhook announced
+        await nudged()
         await queue.JobQueue(other, "w").release(now=dt.datetime.now(dt.UTC))  # changes nothing
-        await asyncio.sleep(0.3)
+        await queue.JobQueue(db, "w").release(now=dt.datetime.now(dt.UTC))
+        await asyncio.sleep(0.3)  # many looks later
         assert nudges.empty()
         await enqueue(other, "T:3")
         await nudged()
@@ -209,3 +233,17 @@ async def test_the_sqlite_watcher_nudges_for_other_processes_commits_only(tmp_pa
         await wakeups.stop()
         await other.close()
         await db.close()
+
+
+async def test_an_enqueue_that_no_webhook_announced_starts_without_a_poll(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A draft send, a replay, a job's own enqueue: nothing calls Runtime.job_due for them.
+    settings = make_settings(
+        database_url, JOB_POLL_INTERVAL_MS="600000", JOB_HANDLER_MODULES="tests.scheduler_probe"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        db = app.state.runtime.db
+        await run_probes_one_after_another(database_url, db, tmp_path, range(1, 4))
+    assert sorted(job_id for job_id, _ in done_log(tmp_path)) == [1, 2, 3]

@@ -6,7 +6,6 @@ listener, or SQLite's check for other processes' commits.  Behind pgbouncer the 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ from sql import Database, connect
 from tests.conftest import fixture_json, start_server, stop_server
 from tests.pgbouncer import PgBouncer
 from tests.tcp_proxy import TcpProxy
+from tests.test_job_wakeups import enqueue_probe, run_probes_one_after_another
 from tests.test_scheduler_processes import done_log, stop_worker, wait_for
 
 POLL_A_MINUTE_AWAY = {"JOB_POLL_INTERVAL_MS": "60000"}
@@ -45,25 +45,6 @@ def start_logged_worker(database_url: str, log: Path, **env: str) -> subprocess.
 
 def log_messages(log: Path) -> list[str]:
     return [json.loads(line)["msg"] for line in log.read_text().splitlines() if line.strip()]
-
-
-async def enqueue_probe(db: Database, n: int, root: Path) -> None:
-    job_id = await queue.enqueue(
-        db,
-        "TEST_PROBE",
-        f"TEST_PROBE:{n}",
-        now=dt.datetime.now(dt.UTC),
-        max_attempts=1,
-        payload={"dir": str(root)},
-    )
-    assert job_id is not None
-
-
-async def run_probes_one_after_another(url: str, db: Database, root: Path, numbers: range) -> None:
-    """Enqueue each probe once the one before it succeeded (bounded far below the poll)."""
-    for n in numbers:
-        await enqueue_probe(db, n, root)
-        await wait_for(url, "status = 'succeeded'", n, timeout_s=15)
 
 
 def reply(reply_id: int) -> bytes:
