@@ -83,19 +83,24 @@ class JobWakeups:
 
     async def _listen(self, url: str) -> None:
         """Listen until cancelled.  Failed connection attempts and short-lived connections back
-        off (doubling up to ``RECONNECT_CAP_S``); a connection that lived longer resets it."""
+        off (doubling up to ``RECONNECT_CAP_S``); a connection that lived longer resets it.  The
+        first failed attempt of an outage is logged, the rest are not."""
         loop = asyncio.get_running_loop()
         timeout_s = self.runtime.settings.database_timeout_s
         delay = RECONNECT_FIRST_S
+        failing = False
         while True:
             try:
                 listener = await Listener.open(url, CHANNEL, self.nudge, timeout_s=timeout_s)
             except DatabaseError as exc:
-                log.warning(
-                    "could not listen for job wake-ups; polling meanwhile",
-                    extra={"error": str(exc), "retry_in_s": delay},
-                )
+                if not failing:
+                    log.warning(
+                        "could not listen for job wake-ups; polling meanwhile, retrying",
+                        extra={"error": str(exc)},
+                    )
+                failing = True
             else:
+                failing = False
                 log.info("listening for job wake-ups", extra={"channel": CHANNEL})
                 self.nudge()  # maybe missed: jobs made due before the LISTEN took effect
                 opened = loop.time()
