@@ -18,8 +18,9 @@ This process enqueues one job at a time (one autocommit statement, like a webhoo
 ``--rate`` per second for ``--seconds``, far below capacity, after a warm-up of
 ``WARMUP_JOBS`` jobs.  Each job's payload carries the wall clock just before its enqueue; the
 handler, in the worker process, appends that and its own start time to a file.  Reported per
-system: enqueue→start p50/p90/p99/max, and the worker's CPU per second while idle (before
-the run) and while running.
+system: enqueue→start p50/p90/p99/max, how long the enqueue call itself took (its commit is
+part of every delay), and the worker's CPU per second while idle (before the run) and while
+running.
 
 ``--webhooks`` adds the issue-13 measurement: EmailBison deliveries posted one at a time at
 ``--rate`` to an ingest-only ``hookgate serve`` (``HOOKGATE_SCHEDULER=0``), their
@@ -81,6 +82,7 @@ class Result:
     what: str
     delays_ms: list[float]
     expected: int
+    enqueue_ms: list[float] = dataclasses.field(default_factory=list)
     idle_cpu_ms_per_s: float | None = None
     busy_cpu_ms_per_s: float | None = None
 
@@ -88,10 +90,12 @@ class Result:
         delays = sorted(self.delays_ms)
         pct = [f"{c.percentile(delays, q):,.1f}" for q in (50, 90, 99)]
         ran = f"{len(delays):,}" + ("" if len(delays) == self.expected else " (short)")
+        top = f"{delays[-1]:,.1f}" if delays else "-"
+        calls = sorted(self.enqueue_ms)
+        enqueue = f"{c.percentile(calls, 50):.1f} / {c.percentile(calls, 99):.1f}" if calls else "-"
         idle = "-" if self.idle_cpu_ms_per_s is None else f"{self.idle_cpu_ms_per_s:.1f}"
         busy = "-" if self.busy_cpu_ms_per_s is None else f"{self.busy_cpu_ms_per_s:.1f}"
-        top = f"{delays[-1]:,.1f}" if delays else "-"
-        return [self.system, self.what, ran, *pct, top, idle, busy]
+        return [self.system, self.what, ran, *pct, top, enqueue, idle, busy]
 
 
 def read_delays(path: Path) -> list[float]:
@@ -142,7 +146,9 @@ class Enqueuer:
             await self.db.apply_migrations(discover(self.db.dialect))
         self.n = 0
 
-    async def enqueue(self, out: Path) -> None:
+    async def enqueue(self, out: Path) -> float:
+        """Enqueue one job; return how long the call took (ms): its commit is part of every
+        enqueue→start delay."""
         self.n += 1
         payload = {"t": time.time(), "out": str(out)}
         if self.system == "procrastinate":
@@ -156,6 +162,7 @@ class Enqueuer:
                 max_attempts=1,
                 payload=payload,
             )
+        return (time.time() - payload["t"]) * 1000
 
     async def close(self) -> None:
         if self.system == "procrastinate":
@@ -182,18 +189,19 @@ async def measure_jobs(system: str, url: str, args: argparse.Namespace, root: Pa
         idle = (c.cpu_seconds(worker.pid) - cpu0) / IDLE_S * 1000
         out = root / "run.txt"
         cpu0, t0 = c.cpu_seconds(worker.pid), time.perf_counter()
+        enqueue_ms = []
         for i in range(count):
             delay = t0 + i / args.rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await enqueuer.enqueue(out)
+            enqueue_ms.append(await enqueuer.enqueue(out))
         await wait_for_lines(out, count, args.timeout)
         busy = (c.cpu_seconds(worker.pid) - cpu0) / (time.perf_counter() - t0) * 1000
     finally:
         worker.stop()
         await enqueuer.close()
     what = f"{args.rate:g} jobs/s x {args.seconds:g} s"
-    return Result(system, what, read_delays(out), count, idle, busy)
+    return Result(system, what, read_delays(out), count, enqueue_ms, idle, busy)
 
 
 async def measure_webhooks(system: str, url: str, args: argparse.Namespace) -> Result:
@@ -322,7 +330,7 @@ def main() -> None:
     print()
     headers = [
         "system", "load", "jobs", "p50 ms", "p90 ms", "p99 ms", "max ms",
-        "worker CPU idle ms/s", "worker CPU running ms/s",
+        "enqueue call p50 / p99 ms", "worker CPU idle ms/s", "worker CPU running ms/s",
     ]  # fmt: skip
     print(c.table(headers, [r.row() for r in results]))
     hookgate = next((r for r in results if r.system == "hookgate" and r.what[0].isdigit()), None)
