@@ -88,19 +88,14 @@ class JobWakeups:
         loop = asyncio.get_running_loop()
         timeout_s = self.runtime.settings.database_timeout_s
         delay = RECONNECT_FIRST_S
-        failing = False
+        outage = _Outage("could not listen for job wake-ups; polling meanwhile, retrying")
         while True:
             try:
                 listener = await Listener.open(url, CHANNEL, self.nudge, timeout_s=timeout_s)
             except DatabaseError as exc:
-                if not failing:
-                    log.warning(
-                        "could not listen for job wake-ups; polling meanwhile, retrying",
-                        extra={"error": str(exc)},
-                    )
-                failing = True
+                outage.failed(exc)
             else:
-                failing = False
+                outage.over()
                 log.info("listening for job wake-ups", extra={"channel": CHANNEL})
                 self.nudge()  # maybe missed: jobs made due before the LISTEN took effect
                 opened = loop.time()
@@ -119,24 +114,35 @@ class JobWakeups:
         look (what was committed before it is not known to have been claimed)."""
         db = self.runtime.db
         seen: int | None = None
-        failing = False
+        outage = _Outage("could not check the database for new jobs; polling meanwhile")
         while True:
             try:
                 row = await db.fetch_one("data_version")
             except DatabaseError as exc:
-                if not failing:
-                    log.warning(
-                        "could not check the database for new jobs; polling meanwhile",
-                        extra={"error": str(exc)},
-                    )
-                failing = True
+                outage.failed(exc)
             else:
                 assert row is not None
-                failing = False
+                outage.over()
                 if row["data_version"] != seen:
                     seen = row["data_version"]
                     self.nudge()
             await asyncio.sleep(SQLITE_CHECK_INTERVAL_S)
+
+
+class _Outage:
+    """Logs the first failure of a run of failures, not every retry after it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.failing = False
+
+    def failed(self, exc: DatabaseError) -> None:
+        if not self.failing:
+            log.warning(self.message, extra={"error": str(exc)})
+        self.failing = True
+
+    def over(self) -> None:
+        self.failing = False
 
 
 async def _until_lost(listener: Listener) -> None:

@@ -136,6 +136,19 @@ async def test_a_rolled_back_enqueue_notifies_nobody(postgres_url: str) -> None:
         await notifications.conn.close()
 
 
+class Nudges:
+    """A runner's ``nudge`` that counts: each call is one item to take."""
+
+    def __init__(self) -> None:
+        self.calls: asyncio.Queue[None] = asyncio.Queue()
+
+    def __call__(self) -> None:
+        self.calls.put_nowait(None)
+
+    async def next(self) -> None:
+        await asyncio.wait_for(self.calls.get(), 10)
+
+
 def make_runtime(db: Database, database_url: str) -> Runtime:
     settings = make_settings(database_url)
     return Runtime(settings, db, Metrics(), WorkspaceCache(db, settings.workspace_cache_ttl_s))
@@ -177,24 +190,21 @@ async def test_the_listener_nudges_per_notification_and_after_every_reconnection
     postgres_url: str,
 ) -> None:
     db = await connect(postgres_url)
-    nudges: asyncio.Queue[None] = asyncio.Queue()
-    wakeups = JobWakeups(make_runtime(db, postgres_url), lambda: nudges.put_nowait(None))
-
-    async def nudged() -> None:
-        await asyncio.wait_for(nudges.get(), 10)
+    nudges = Nudges()
+    wakeups = JobWakeups(make_runtime(db, postgres_url), nudges)
 
     wakeups.start()
     try:
-        await nudged()  # connected: one nudge for whatever was due before it listened
+        await nudges.next()  # connected: one nudge for whatever was due before it listened
         await enqueue(db, "T:1")
-        await nudged()
+        await nudges.next()
         (first,) = await listener_pids(postgres_url)
         await rows(postgres_url, "SELECT pg_terminate_backend($1)", first)
-        await nudged()  # reconnected by itself; what was notified in between is gone
+        await nudges.next()  # reconnected by itself; what was notified in between is gone
         (second,) = await listener_pids(postgres_url)
         assert second != first
         await enqueue(db, "T:2")
-        await nudged()  # the new connection listens
+        await nudges.next()  # the new connection listens
     finally:
         await wakeups.stop()
         await db.close()
@@ -210,25 +220,22 @@ async def test_the_sqlite_watcher_nudges_for_every_commit_that_changed_the_file(
     db = await connect(url)
     await db.apply_migrations(discover(db.dialect))
     other = await connect(url)  # connections of its own, as another process has
-    nudges: asyncio.Queue[None] = asyncio.Queue()
-    wakeups = JobWakeups(make_runtime(db, url), lambda: nudges.put_nowait(None))
-
-    async def nudged() -> None:
-        await asyncio.wait_for(nudges.get(), 10)
+    nudges = Nudges()
+    wakeups = JobWakeups(make_runtime(db, url), nudges)
 
     wakeups.start()
     try:
-        await nudged()  # the first look: whatever was committed before it may be due
+        await nudges.next()  # the first look: whatever was committed before it may be due
         await enqueue(other, "T:1")
-        await nudged()
+        await nudges.next()
         await enqueue(db, "T:2")  # this process's own enqueue, which no webhook announced
-        await nudged()
+        await nudges.next()
         await queue.JobQueue(other, "w").release(now=dt.datetime.now(dt.UTC))  # changes nothing
         await queue.JobQueue(db, "w").release(now=dt.datetime.now(dt.UTC))
         await asyncio.sleep(0.3)  # many looks later
-        assert nudges.empty()
+        assert nudges.calls.empty()
         await enqueue(other, "T:3")
-        await nudged()
+        await nudges.next()
     finally:
         await wakeups.stop()
         await other.close()

@@ -108,24 +108,28 @@ async def test_the_listener_reconnects_after_its_connection_is_cut(
     assert len(refused) == 1  # once per outage, however many attempts it took
 
 
-async def test_behind_pgbouncer_the_listener_uses_the_listen_url(
-    postgres_url: str, bouncer: PgBouncer, tmp_path: Path
-) -> None:
+async def worker_behind_pgbouncer(
+    postgres_url: str, bouncer: PgBouncer, root: Path, **env: str
+) -> list[str]:
+    """A worker whose DATABASE_URL goes through pgbouncer runs three probes one after another;
+    its log messages."""
     db = await connect(postgres_url)
-    log = tmp_path / "worker.log"
-    worker = start_logged_worker(
-        bouncer.url(postgres_url),
-        log,
-        DATABASE_PGBOUNCER="1",
-        DATABASE_LISTEN_URL=postgres_url,
-        **POLL_A_MINUTE_AWAY,
-    )
+    log = root / "worker.log"
+    worker = start_logged_worker(bouncer.url(postgres_url), log, DATABASE_PGBOUNCER="1", **env)
     try:
-        await run_probes_one_after_another(postgres_url, db, tmp_path, range(1, 4))
+        await run_probes_one_after_another(postgres_url, db, root, range(1, 4))
     finally:
         assert stop_worker(worker) == 0
         await db.close()
-    messages = log_messages(log)
+    return log_messages(log)
+
+
+async def test_behind_pgbouncer_the_listener_uses_the_listen_url(
+    postgres_url: str, bouncer: PgBouncer, tmp_path: Path
+) -> None:
+    messages = await worker_behind_pgbouncer(
+        postgres_url, bouncer, tmp_path, DATABASE_LISTEN_URL=postgres_url, **POLL_A_MINUTE_AWAY
+    )
     assert LISTENING in messages
     assert FALLBACK not in " ".join(messages)
 
@@ -133,17 +137,9 @@ async def test_behind_pgbouncer_the_listener_uses_the_listen_url(
 async def test_behind_pgbouncer_without_a_listen_url_jobs_are_polled_and_it_is_said_once(
     postgres_url: str, bouncer: PgBouncer, tmp_path: Path
 ) -> None:
-    db = await connect(postgres_url)
-    log = tmp_path / "worker.log"
-    worker = start_logged_worker(
-        bouncer.url(postgres_url), log, DATABASE_PGBOUNCER="1", JOB_POLL_INTERVAL_MS="200"
+    messages = await worker_behind_pgbouncer(
+        postgres_url, bouncer, tmp_path, JOB_POLL_INTERVAL_MS="200"
     )
-    try:
-        await run_probes_one_after_another(postgres_url, db, tmp_path, range(1, 4))
-    finally:
-        assert stop_worker(worker) == 0
-        await db.close()
-    messages = log_messages(log)
     assert [m for m in messages if m.startswith(FALLBACK)] == [
         f"{FALLBACK}: LISTEN does not work through pgbouncer in transaction mode; "
         "set DATABASE_LISTEN_URL to a direct PostgreSQL connection"
