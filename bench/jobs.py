@@ -22,7 +22,7 @@ measures the backlog, so:
 Steady mode (``--steady-rate R``): jobs are enqueued one at a time (one autocommit statement
 each, like a webhook would) at R per second for ``--steady-seconds``, well below capacity, so
 slots are free when each job arrives; the delay from enqueue to start is then what the queue
-adds (hookgate: at most one poll interval, by design; Procrastinate: LISTEN/NOTIFY).
+adds (both woken by LISTEN/NOTIFY: hookgate since migration 008, before it one poll interval).
 
     .venv/bin/python -m bench.jobs                                   # the full matrix (~11 min)
     .venv/bin/python -m bench.jobs --count 2000 --sweep 10 --big-count 0 --steady-seconds 5

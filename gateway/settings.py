@@ -31,6 +31,7 @@ class Settings:
     database_url: str = "sqlite:///./hookgate.db"
     database_pool_size: int = 20
     database_pgbouncer: bool = False
+    database_listen_url: str = ""
     database_timeout_s: float = 5.0
     database_sqlite_synchronous: str = "full"
     public_url: str = "http://127.0.0.1:8000"
@@ -147,6 +148,16 @@ class Settings:
                 "DATABASE_URL must start with sqlite:/// or postgresql://, "
                 f"got {self.database_url.split(':', 1)[0]}:…"
             )
+        if self.database_listen_url:
+            if not self.database_listen_url.startswith(("postgresql://", "postgres://")):
+                raise SettingsError(
+                    "DATABASE_LISTEN_URL must start with postgresql://, "
+                    f"got {self.database_listen_url.split(':', 1)[0]}:…"
+                )
+            if self.database_url.startswith("sqlite:///"):
+                raise SettingsError(
+                    "DATABASE_LISTEN_URL is for PostgreSQL, but DATABASE_URL names SQLite"
+                )
 
     @property
     def emailbison_timeout_s(self) -> float:

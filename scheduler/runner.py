@@ -217,8 +217,8 @@ class JobRunner:
         log.warning("released unfinished jobs", extra={"worker": self.worker, "n": released})
 
     def nudge(self) -> None:
-        """A job just became due: claim it now if a slot is free rather than at the next
-        poll."""
+        """A job just became due (a webhook here, or a wake-up from scheduler/wakeups.py): claim
+        it now if a slot is free rather than at the next poll."""
         if len(self._runs) >= self.concurrency:
             self._more_due = True  # the next slot to free claims it
             return

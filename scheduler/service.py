@@ -5,6 +5,8 @@ sender) as interval jobs, and a graceful stop.
 Every interval job runs with ``JOB_DEFAULTS``: one instance at a time, missed runs coalesced
 into one, and no misfire grace limit (APScheduler's default of 1 s silently skips a tick whenever
 the event loop was busy for a second when it fell due; a 15-minute cron then waits another 15).
+Wake-ups (``scheduler/wakeups.py``) start and stop with it: jobs made due by other
+processes are claimed at once; the poll is the safety net.
 
 APScheduler 3.11's ``shutdown(wait=True)`` does not wait for running coroutine jobs: they are
 cancelled on the next loop turn, mid-post, and the cancellation is swallowed.  So this service
@@ -30,6 +32,7 @@ from gateway.runtime import Runtime, no_wakeup
 from scheduler.crons import CronService, ScheduledJob
 from scheduler.quarantine import quarantine_jobs
 from scheduler.runner import JobRunner
+from scheduler.wakeups import JobWakeups
 
 log = logging.getLogger("hookgate.scheduler")
 
@@ -73,6 +76,7 @@ class SchedulerService:
         self.runtime = runtime
         self.runner = runner or JobRunner(runtime)
         self.crons = crons
+        self.wakeups = JobWakeups(runtime, self.runner.nudge)
         self.scheduler = AsyncIOScheduler(
             timezone=dt.UTC, logger=_apscheduler_log, job_defaults=JOB_DEFAULTS
         )
@@ -89,6 +93,7 @@ class SchedulerService:
             self._add(job)
         self.scheduler.start()
         self.runtime.job_due = self.runner.nudge
+        self.wakeups.start()
         log.info(
             "scheduler started",
             extra={
@@ -117,6 +122,7 @@ class SchedulerService:
     async def stop(self) -> None:
         grace_s = self.runtime.settings.shutdown_grace_s
         self.runtime.job_due = no_wakeup
+        await self.wakeups.stop()
         self.scheduler.pause()
         try:
             await asyncio.gather(self.runner.stop(grace_s), self._drain(grace_s))

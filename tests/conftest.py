@@ -41,6 +41,7 @@ from tests.fakes import (  # noqa: F401  (fixtures: fake provider servers on 127
     fake_unipile,
 )
 from tests.pg_cluster import Cluster, free_port
+from tests.pgbouncer import bouncer  # noqa: F401  (fixture: pgbouncer in transaction mode)
 
 T = TypeVar("T")
 

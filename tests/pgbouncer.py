@@ -9,7 +9,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.pg_cluster import free_port
 from tests.system import require_program
@@ -81,3 +84,16 @@ class PgBouncer:
             self._process.terminate()
             self._process.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def bouncer(pg_server_url: str) -> Iterator[PgBouncer]:
+    """pgbouncer in transaction mode in front of the test server, for one test."""
+    host_port = pg_server_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    bouncer = PgBouncer(host, int(port or 5432))
+    bouncer.start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
@@ -24,18 +24,6 @@ from tests.conftest import (
 from tests.pgbouncer import PgBouncer
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-def bouncer(pg_server_url: str) -> Iterator[PgBouncer]:
-    host_port = pg_server_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    bouncer = PgBouncer(host, int(port or 5432))
-    bouncer.start()
-    try:
-        yield bouncer
-    finally:
-        bouncer.stop()
 
 
 @pytest.fixture

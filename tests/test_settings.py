@@ -40,6 +40,14 @@ def test_names_come_from_the_environment_with_their_prefixes() -> None:
         ({"JOB_CONCURRENCY": "0"}, "JOB_CONCURRENCY must be greater than 0"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
         ({"JOB_MAX_ATTEMPTS": "1000"}, "JOB_MAX_ATTEMPTS must be at most 100, got 1000"),
+        (
+            {"DATABASE_URL": "postgresql://h/db", "DATABASE_LISTEN_URL": "pgbouncer://h/db"},
+            "DATABASE_LISTEN_URL must start with postgresql://",
+        ),
+        (
+            {"DATABASE_LISTEN_URL": "postgresql://h/db"},
+            "DATABASE_LISTEN_URL is for PostgreSQL, but DATABASE_URL names SQLite",
+        ),
     ],
 )
 def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:
