@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clients.context import ai_source
-from gateway import admin, api, openapi, status
+from gateway import admin, api, console, console_actions, openapi, overview, status
 from gateway.admin_token import load_admin_token, report_admin_token
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
@@ -129,6 +129,9 @@ def create_app(settings: Settings) -> Starlette:
         *admin.ROUTES,
         *api.ROUTES,
         *status.ROUTES,
+        *overview.ROUTES,
+        *console.ROUTES,
+        *console_actions.ROUTES,
     ]
     routes.append(openapi.route(routes))
     return Starlette(

@@ -1,27 +1,30 @@
-"""``GET /status``: a small server-rendered page for operators (Jinja2, no JavaScript).
+"""The operator console's door: sign-in, the session, CSRF, and how a console page is sent
+(server-rendered with Jinja2).  The overview is ``gateway.overview``; the lists and detail views
+``gateway.console``; the actions ``gateway.console_actions``.
 
 Who may see it: a request with ``Authorization: Bearer <the admin token>``, or a browser holding
 the session cookie that the login form (``POST /status/login``) or the sign-in URL
 (``GET /status/login?token=…``, printed by a first ``hookgate serve`` on the embedded default)
-sets after checking the same token in constant time (``gateway.admin_token``).  The cookie is
-signed with itsdangerous (keyed by ``AdminToken.session_key``: a changed token signs every
-browser out), HttpOnly, SameSite=Strict, limited to ``/status`` and valid for
-``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothing else.
+sets after checking the same token in constant time (``gateway.admin_token``).  The cookie holds
+a random session id, signed with itsdangerous (keyed by ``AdminToken.session_key``: a changed
+token signs every browser out); it is HttpOnly, SameSite=Strict, limited to ``/status`` and
+valid for ``SESSION_MAX_AGE_S``.  Anyone else gets the login form and nothing else.
 
-What it shows: each workspace's set-up warnings (``gateway.notices``) and integration banners
-(with the day's alert and the repeats it suppressed), queue depth and dead jobs by type, dedupe
-hits, cron runs (last start and end, outcome, when a breaker last opened), recent alerts with
-their outcome (an ``unknown`` one with the command that re-sends it), interested-lead
-notifications of unknown outcome, context packs, and pending quarantined deliveries.  Dedupe hits
-are not stored anywhere: the page reads this process's Prometheus counter
-(``hookgate_dedupe_hits_total``, by provider, since it started).
+Every form a signed-in browser posts carries the session's CSRF token (an HMAC of its session id
+under the session key) in a hidden ``csrf`` field, checked in constant time before anything
+acts; a bearer request carries no cookie a third-party page could ride on, so it needs none.
+Every page is served with a Content-Security-Policy that allows no script and no resource from
+anywhere else, and no framing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import defaultdict
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +36,20 @@ from starlette.templating import Jinja2Templates
 
 from gateway.admin import require_admin
 from gateway.admin_token import AdminToken
-from gateway.api import banner
-from gateway.integrations import alert_day, alert_kind
-from gateway.notices import workspace_warnings
-from gateway.quarantine import pending_deliveries
-from gateway.runtime import Runtime
-from gateway.settings import PROVIDERS
-from scheduler.crons import CronService
-from scheduler.lead_notifications import unknown_notifications
-from sql import database_now
+from gateway.webhooks import RETRY_AFTER_S
+from sql import DatabaseUnavailable
 
 COOKIE = "hookgate_status"
+NOTICE_COOKIE = "hookgate_notice"
+NOTICE_MAX_AGE_S = 60
 SESSION_MAX_AGE_S = 12 * 3600
 ALERT_DAYS = 7
+DEFAULT_WINDOW = "24h"
 JOB_STATUSES = ("pending", "running", "succeeded", "dead")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -57,48 +60,136 @@ def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _choices(values: Iterable[str]) -> list[tuple[str, str]]:
+    """A filter's options when each value is its own label."""
+    return [(value, value) for value in values]
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["choices"] = _choices
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Operator:
+    """Who is using the console: ``actor`` names them in the audit log (``bearer``, or
+    ``session:`` and a digest of the session id, never the id itself); ``csrf`` is the token
+    their forms carry (None for a bearer request, which needs none)."""
+
+    actor: str
+    csrf: str | None
+
+    def form_ok(self, form: Mapping[str, Any]) -> bool:
+        if self.csrf is None:
+            return True
+        presented = str(form.get("csrf") or "")
+        return hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 def _serializer(admin_token: AdminToken) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(admin_token.session_key, salt="hookgate-status-session")
 
 
-def _is_admin(request: Request, admin_token: AdminToken) -> bool:
+def _csrf_token(admin_token: AdminToken, session_id: str) -> str:
+    key = admin_token.session_key.encode()
+    return hmac.new(key, b"csrf:" + session_id.encode(), "sha256").hexdigest()
+
+
+def _operator(request: Request, admin_token: AdminToken) -> Operator | None:
+    """The bearer, or the browser whose session cookie is valid; None for anyone else."""
     if require_admin(request) is None:
-        return True
+        return Operator("bearer", None)
     cookie = request.cookies.get(COOKIE)
     if not cookie:
-        return False
+        return None
     try:
-        return bool(_serializer(admin_token).loads(cookie, max_age=SESSION_MAX_AGE_S) == "admin")
+        session = _serializer(admin_token).loads(cookie, max_age=SESSION_MAX_AGE_S)
     except BadSignature:
-        return False
+        return None
+    session_id = session.get("sid") if isinstance(session, dict) else None
+    if not isinstance(session_id, str):
+        return None
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:12]
+    return Operator(f"session:{digest}", _csrf_token(admin_token, session_id))
+
+
+def signed_in(request: Request) -> Operator | Response:
+    """The operator, or the answer for someone who is not one: 404 while the console is off,
+    else the login form (401)."""
+    admin_token: AdminToken | None = request.app.state.admin_token
+    if admin_token is None:
+        return _off()
+    found = _operator(request, admin_token)
+    return _login(request, 401) if found is None else found
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any],
+    operator: Operator | None = None,
+    status_code: int = 200,
+) -> Response:
+    """A console page, with the operator's CSRF token for its forms, the notice the last action
+    left (``flash``), and the security headers."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            **context,
+            "csrf": operator.csrf if operator else None,
+            "here": here,
+            "notice": _read_notice(request),
+        },
+        status_code=status_code,
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+    )
+    if NOTICE_COOKIE in request.cookies:
+        response.delete_cookie(NOTICE_COOKIE, path="/status")
+    return response
+
+
+def _notice_serializer(admin_token: AdminToken) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(admin_token.session_key, salt="hookgate-status-notice")
+
+
+def flash(request: Request, response: Response, text: str, *, ok: bool) -> None:
+    """Leave ``text`` for the next page this browser opens (a short-lived signed cookie)."""
+    admin_token: AdminToken = request.app.state.admin_token  # an operator acted: it is set
+    response.set_cookie(
+        NOTICE_COOKIE,
+        _notice_serializer(admin_token).dumps({"text": text, "ok": ok}),
+        max_age=NOTICE_MAX_AGE_S,
+        path="/status",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _read_notice(request: Request) -> dict[str, Any] | None:
+    cookie = request.cookies.get(NOTICE_COOKIE)
+    admin_token: AdminToken | None = request.app.state.admin_token
+    if not cookie or admin_token is None:
+        return None
+    try:
+        notice = _notice_serializer(admin_token).loads(cookie, max_age=NOTICE_MAX_AGE_S)
+    except BadSignature:
+        return None
+    return notice if isinstance(notice, dict) else None
 
 
 def _login(request: Request, status: int, error: str | None = None) -> Response:
-    return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status)
+    return render(request, "login.html", {"error": error}, status_code=status)
 
 
 def _off() -> Response:
     return PlainTextResponse("the status page is off: HOOKGATE_ADMIN_TOKEN is unset", 404)
 
 
-async def status_page(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    admin_token: AdminToken | None = request.app.state.admin_token
-    if admin_token is None:
-        return _off()
-    if not _is_admin(request, admin_token):
-        return _login(request, 401)
-    crons: CronService | None = getattr(request.app.state, "crons", None)
-    context = await collect(runtime, crons)
-    return templates.TemplateResponse(request, "status.html", dataclasses.asdict(context))
-
-
 async def login(request: Request) -> Response:
     """The login form's ``POST``, and the sign-in URL's ``GET /status/login?token=…`` (what
-    ``hookgate serve`` prints on a first run): a right token gets the session cookie."""
+    ``hookgate serve`` prints on a first run): a right token gets a new session."""
     admin_token: AdminToken | None = request.app.state.admin_token
     if admin_token is None:
         return _off()
@@ -111,7 +202,7 @@ async def login(request: Request) -> Response:
     response = RedirectResponse("/status", 303)
     response.set_cookie(
         COOKIE,
-        _serializer(admin_token).dumps("admin"),
+        _serializer(admin_token).dumps({"sid": secrets.token_urlsafe(18)}),
         max_age=SESSION_MAX_AGE_S,
         path="/status",
         httponly=True,
@@ -122,109 +213,68 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    operator = signed_in(request)
+    if isinstance(operator, Response):
+        return operator
+    if not operator.form_ok(await request.form()):
+        return forbidden(request, operator)
     response = RedirectResponse("/status", 303)
     response.delete_cookie(COOKIE, path="/status")
     return response
 
 
-@dataclasses.dataclass
-class StatusContext:
-    now: dt.datetime
-    workspaces: list[dict[str, Any]]
-    jobs: list[dict[str, Any]]
-    dedupe_hits: list[dict[str, Any]]
-    crons: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    unknown_notifications: list[dict[str, Any]]
-    packs: list[dict[str, Any]]
-    quarantine: list[dict[str, Any]]
+class BadFilter(ValueError):
+    """A page's query parameter that is not one of its choices (answered 400)."""
 
 
-async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
-    db = runtime.db
-    now = runtime.clock()
-    today = alert_day(now)
-    since_day = alert_day(now - dt.timedelta(days=ALERT_DAYS - 1))
-    alerts = await db.fetch_all("recent_alerts", since_day=since_day, limit=200)
-    todays = {(a["workspace_id"], a["kind"]): a for a in alerts if a["day"] == today}
+Page = Callable[[Request, Operator], Awaitable[Response]]
 
-    workspaces: dict[str, dict[str, Any]] = {}
-    for row in await db.fetch_all("integration_banners", limit=1000):
-        entry = workspaces.setdefault(
-            row["workspace_id"],
-            {
-                "id": row["workspace_id"],
-                "name": row["workspace_name"],
-                "warnings": workspace_warnings(row, now),
-                "integrations": [],
-            },
-        )
-        if row["integration"] is None:
-            continue
-        shown = banner(row)
-        alert = todays.get((row["workspace_id"], alert_kind(row["integration"], row["status"])))
-        entry["integrations"].append({**row, "banner": shown, "alert_today": alert})
 
-    jobs: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(JOB_STATUSES, 0))
-    for row in await db.fetch_all("job_counts"):
-        jobs[row["type"]][row["status"]] = int(row["n"])
+def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
+    """A console page's endpoint: the operator signed in, else the login form; a bad filter is
+    a 400 page and a database that cannot be reached a 503 one (``Retry-After``)."""
 
-    registry = runtime.metrics.registry
-    dedupe = [
-        {
-            "provider": provider,
-            "hits": int(
-                registry.get_sample_value("hookgate_dedupe_hits_total", {"provider": provider}) or 0
-            ),
-        }
-        for provider in PROVIDERS
-    ]
+    async def endpoint(request: Request) -> Response:
+        operator = signed_in(request)
+        if isinstance(operator, Response):
+            return operator
+        try:
+            return await handler(request, operator)
+        except BadFilter as exc:
+            return error_page(request, operator, 400, "Bad filter", str(exc))
+        except DatabaseUnavailable as exc:
+            return unavailable(request, operator, exc)
 
-    runs = {row["name"]: row for row in await db.fetch_all("list_cron_runs")}
-    leases_now = await database_now(db)  # leases expire by the database's clock
-    specs = crons.specs if crons is not None else {}
-    cron_rows = []
-    for name in sorted(set(runs) | set(specs)):
-        run = runs.get(name, {})
-        started, finished = run.get("last_started_at"), run.get("last_finished_at")
-        unfinished = started is not None and (finished is None or finished < started)
-        expires = run.get("expires_at")
-        spec = specs.get(name)
-        cron_rows.append(
-            {
-                "name": name,
-                "every_s": spec.interval_s if spec else None,
-                "running": unfinished and expires is not None and expires > leases_now,
-                "abandoned": unfinished and (expires is None or expires <= leases_now),
-                **{
-                    k: run.get(k)
-                    for k in (
-                        "last_started_at",
-                        "last_finished_at",
-                        "last_outcome",
-                        "last_error",
-                        "breaker_opened_at",
-                        "holder",
-                    )
-                },
-            }
-        )
+    return endpoint
 
-    return StatusContext(
-        now=now,
-        workspaces=list(workspaces.values()),
-        jobs=[{"type": t, **counts} for t, counts in sorted(jobs.items())],
-        dedupe_hits=dedupe,
-        crons=cron_rows,
-        alerts=alerts,
-        unknown_notifications=await unknown_notifications(db, limit=20),
-        packs=await db.fetch_all("recent_context_packs", limit=10),
-        quarantine=await pending_deliveries(db, limit=20),
+
+def unavailable(request: Request, operator: Operator, exc: DatabaseUnavailable) -> Response:
+    message = f"The database cannot be reached ({exc}). Reload the page in a few seconds."
+    response = error_page(request, operator, 503, "Database unavailable", message)
+    response.headers["Retry-After"] = RETRY_AFTER_S
+    return response
+
+
+def error_page(
+    request: Request, operator: Operator, status: int, title: str, message: str
+) -> Response:
+    return render(request, "error.html", {"title": title, "message": message}, operator, status)
+
+
+def not_found(request: Request, operator: Operator, what: str, key: object) -> Response:
+    return error_page(request, operator, 404, "Not found", f"There is no {what} {key}.")
+
+
+def forbidden(request: Request, operator: Operator) -> Response:
+    """A form without this session's CSRF token: it came from another page, or an old session."""
+    message = (
+        "This form was not sent from this session's console (it may be from before you signed "
+        "in again, or from another site). Nothing was changed: reload the page and try again."
     )
+    return error_page(request, operator, 403, "Refused", message)
 
 
 ROUTES = [
-    Route("/status", status_page, methods=["GET"]),
     Route("/status/login", login, methods=["GET", "POST"]),
     Route("/status/logout", logout, methods=["POST"]),
 ]

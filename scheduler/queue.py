@@ -19,6 +19,7 @@ import orjson
 from sql import Connection, Database, Row
 
 STATUSES = ("pending", "running", "succeeded", "dead")
+NO_ID_LIMIT = 2**63 - 1  # ``before_id`` that pages from the newest row
 
 ClaimKey = tuple[int, int]  # (job id, claim token)
 
@@ -135,9 +136,23 @@ class JobQueue:
 
 
 async def list_jobs(
-    db: Database, *, status: str | None = None, job_type: str | None = None, limit: int = 100
+    db: Database,
+    *,
+    status: str | None = None,
+    job_type: str | None = None,
+    workspace_id: str | None = None,
+    before_id: int = NO_ID_LIMIT,
+    limit: int = 100,
 ) -> list[Row]:
-    return await db.fetch_all("list_jobs", status=status, type=job_type, limit=limit)
+    """Jobs newest first, each filter None for any; ``before_id`` pages back."""
+    return await db.fetch_all(
+        "list_jobs",
+        status=status,
+        type=job_type,
+        workspace_id=workspace_id,
+        before_id=before_id,
+        limit=limit,
+    )
 
 
 async def job_counts(db: Database) -> dict[str, dict[str, int]]:

@@ -31,6 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from gateway.runtime import Runtime, no_wakeup
 from scheduler.crons import CronService, ScheduledJob
 from scheduler.quarantine import quarantine_jobs
+from scheduler.queue_samples import queue_sample_jobs
 from scheduler.runner import JobRunner
 from scheduler.wakeups import JobWakeups
 
@@ -88,6 +89,7 @@ class SchedulerService:
         poll_s = settings.job_poll_interval_ms / 1000
         jobs = [ScheduledJob(POLL_JOB_ID, poll_s, self.runner.poll, at_start=True)]
         jobs += quarantine_jobs(self.runtime)
+        jobs += queue_sample_jobs(self.runtime)
         jobs += self.crons.scheduled_jobs() if self.crons is not None else []
         for job in jobs:
             self._add(job)

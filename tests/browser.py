@@ -1,10 +1,11 @@
 """Debian's Chromium, headless, driven by playwright (never ``playwright install``: the machine
-has no network for a browser download)."""
+has no network for a browser download).  Screenshots go to ``test-artifacts/`` (kept by CI)."""
 
 from __future__ import annotations
 
 from playwright.async_api import Browser, Playwright
 
+from tests.conftest import ROOT
 from tests.system import require_program
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,6 +21,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 async def launch_chromium(playwright: Playwright) -> Browser:

@@ -12,8 +12,8 @@ import pytest
 
 from gateway.api import create_context_pack
 from gateway.app import create_app
+from gateway.overview import collect
 from gateway.runtime import Runtime
-from gateway.status import collect
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from scheduler.crons import CronBusy, CronResult, CronService, CronSpec
 from sql import Database

@@ -56,7 +56,7 @@ async def test_a_first_serve_prints_a_sign_in_url_once_and_stores_only_its_hash(
             signed_in = browser.get(f"/status/login?token={token}")
             assert signed_in.status_code == 303 and signed_in.headers["location"] == "/status"
             page = browser.get("/status")
-            assert page.status_code == 200 and "hookgate status" in page.text
+            assert page.status_code == 200 and "Sign out" in page.text
             session = dict(browser.cookies)
         wrong = sign_in(f"{first.base_url}/status/login?token=not-{token}")
         assert wrong.status_code == 401 and "That is not the admin token." in wrong.text
@@ -73,7 +73,7 @@ async def test_a_first_serve_prints_a_sign_in_url_once_and_stores_only_its_hash(
     try:
         assert "token=" not in (tmp_path / "second.out").read_text()
         again = sign_in(f"{second.base_url}/status/login?token={token}")
-        assert again.status_code == 200 and "hookgate status" in again.text
+        assert again.status_code == 200 and "Sign out" in again.text
         # The session key is the process's own (a hash in the database signs nobody in), so
         # the first server's session cookie does not outlive it.
         stale = httpx2.get(f"{second.base_url}/status", cookies=session)
@@ -174,7 +174,7 @@ async def test_the_printed_url_signs_chromium_in(tmp_path: Path) -> None:
                 page = await browser.new_page()
                 await page.goto(f"{base_url}/status/login?token={token}")
                 assert page.url == f"{base_url}/status"
-                await page.locator("h1", has_text="hookgate status").wait_for(timeout=10_000)
+                await page.locator("header button", has_text="Sign out").wait_for(timeout=10_000)
                 await page.reload()
                 assert await page.locator("#integrations").count() == 1
             finally:

@@ -17,12 +17,10 @@ from scheduler.crons import CronService
 from scheduler.lead_notifications import notify_interested_lead
 from scheduler.unipile_health import check_unipile_health
 from sql import Database, connect
-from tests.browser import launch_chromium
-from tests.conftest import ROOT, fixture_bytes, rows, start_server, stop_server
+from tests.browser import ARTIFACTS, launch_chromium
+from tests.conftest import fixture_bytes, rows, start_server, stop_server
 from tests.crons_support import cron_runtime, cron_settings, disconnect
 from tests.fakes import FakeServer, Reply
-
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.mark.browser

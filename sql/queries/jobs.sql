@@ -41,6 +41,8 @@ SELECT id, type, status, attempts, max_attempts, run_at, locked_by, locked_until
 FROM background_jobs
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:type AS TEXT) IS NULL OR type = :type)
+  AND (CAST(:workspace_id AS TEXT) IS NULL OR workspace_id = :workspace_id)
+  AND id < :before_id
 ORDER BY id DESC
 LIMIT :limit;
 
