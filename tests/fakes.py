@@ -29,6 +29,11 @@ function the server awaits before it answers (a test's ``asyncio.Event().wait`` 
 until the test lets it go; a provider can post its webhook to the gateway first), and
 ``drop=True`` to read the request and then close the connection without answering.
 
+An answer that depends on the request (its body, how many came before it) comes from a
+responder instead: ``fake.respond("POST", "/v1/chat/completions", responder)``, where
+``responder`` is a coroutine function given the ``SeenRequest`` that returns the ``Reply``; it
+may take its time (it is cancelled when the client goes away).
+
 What a fake saw: ``fake.seen`` (every ``SeenRequest``: method, path, query, headers, raw body,
 parsed ``json``, parsed ``form``, arrival time on the monotonic clock), ``fake.count(method,
 path)``, ``fake.in_flight`` and ``fake.max_in_flight`` (the most requests it was answering at
@@ -82,12 +87,16 @@ class SeenRequest:
     at: float
 
 
+Responder = Callable[[SeenRequest], Awaitable[Reply]]
+
+
 @dataclasses.dataclass
 class _Route:
     method: str
     pattern: str
     replies: list[Reply]
     taken: int = 0
+    responder: Responder | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return self.method == method and fnmatch.fnmatchcase(path, self.pattern)
@@ -118,6 +127,10 @@ class FakeServer:
         if not replies:
             raise ValueError("script at least one reply")
         self._routes.insert(0, _Route(method.upper(), path, list(replies)))
+
+    def respond(self, method: str, path: str, responder: Responder) -> None:
+        """Answer ``method path`` with what ``responder`` makes of each request."""
+        self._routes.insert(0, _Route(method.upper(), path, [], responder=responder))
 
     def default(self, method: str, path: str, reply: Reply) -> None:
         """An answer that any ``script`` overrides (what a provider says when all is well)."""
@@ -167,18 +180,17 @@ class FakeServer:
             parsed = jsonlib.loads(body) if body else None
         except ValueError:
             parsed = None
-        self.seen.append(
-            SeenRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=dict(request.headers),
-                body=body,
-                json=parsed,
-                form=form,
-                at=time.monotonic(),
-            )
+        seen = SeenRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers=dict(request.headers),
+            body=body,
+            json=parsed,
+            form=form,
+            at=time.monotonic(),
         )
+        self.seen.append(seen)
         async with self._arrived:
             self._arrived.notify_all()
         self.in_flight += 1
@@ -187,7 +199,10 @@ class FakeServer:
             route = next((r for r in self._routes if r.matches(request.method, request.path)), None)
             if route is None:
                 return web.json_response({"error": f"{self.name}: nothing scripted"}, status=404)
-            reply = route.next_reply()
+            if route.responder is not None:
+                reply = await route.responder(seen)
+            else:
+                reply = route.next_reply()
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             if reply.before is not None:
