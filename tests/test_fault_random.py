@@ -226,7 +226,8 @@ async def test_random_faults_keep_every_promise(postgres_url: str, tmp_path: Pat
             try:
                 await run_plan(plan, processes, provider)
             finally:
-                pressing.cancel()
+                pressing.cancel()  # the settling goes on pressing, on the same connection
+                await asyncio.gather(pressing, return_exceptions=True)
             faults_over = time.monotonic()
             unsettled = await settle(conn, presser, fakes)
             settled = time.monotonic()
