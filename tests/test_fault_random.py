@@ -195,10 +195,9 @@ async def clock_ahead_s(http: aiohttp.ClientSession, process: Process) -> float:
     return (served - dt.datetime.now(dt.UTC)).total_seconds()
 
 
-# Remove once both are on main: a database cut longer than the lease gives one job two handlers
-# (issue 13 item 1, invariant 3), and a LEAD_INTERESTED after the reply's job finished is never
-# notified (issue 14 item 11, invariant 5).  With both fixes merged the test passes.
-@pytest.mark.xfail(reason="issue 13 item 1 and issue 14 item 11 are not fixed on main yet")
+# Remove once it is fixed on main: a LEAD_INTERESTED after the reply's job finished is never
+# notified (issue 14 item 11; invariant 5 fails on every seed).
+@pytest.mark.xfail(reason="issue 14 item 11 (a late LEAD_INTERESTED is never notified) is open")
 async def test_random_faults_keep_every_promise(postgres_url: str, tmp_path: Path) -> None:
     seed = the_seed()
     replay = f"{SEED_ENV}={seed} pytest -m fault tests/test_fault_random.py"
