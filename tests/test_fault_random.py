@@ -20,6 +20,9 @@ When everything has settled, the invariants (each violation is listed, with the 
 5. every interested lead's message notified once (``sent``, one post) or recorded ``unknown``
    (at most one post); no other message notified.
 
+And, looked for while the plan runs: no job is due by another clock than the database's (one
+never tried is due at once; due 30 s later, it waits for the skewed replica's clock).
+
 The plan is a pure function of the seed (``tests/fault_plan.py``); the seed is printed, and
 ``HOOKGATE_FAULT_SEED=<seed> pytest -m fault tests/test_fault_random.py`` replays it.
 """
@@ -60,7 +63,7 @@ from tests.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.fault
 
 SETTLE_S = 100.0  # the most the jobs, sends and alerts may take to settle after the last fault
-PRESS_EVERY_S = 0.5
+LOOK_EVERY_S = 0.5
 MAX_LISTED = 40
 
 
@@ -118,8 +121,10 @@ def make_processes(database_url: str, fakes: Fakes, logs: Path) -> dict[str, Pro
     return processes
 
 
-class Presser:
-    """Presses send, as the plan says, on each draft once it exists."""
+class Watch:
+    """What the test does while the plan runs and settles: presses send, as the plan says, on
+    each draft once it exists; and looks for jobs due by another clock than the database's (a
+    job never tried is due at once: one due later waits for a replica's clock)."""
 
     def __init__(self, plan: Plan, provider: Provider, conn: asyncpg.Connection) -> None:
         self.plan = plan
@@ -127,8 +132,9 @@ class Presser:
         self.conn = conn
         self.seen: set[int] = set()
         self.pressing: set[asyncio.Task[None]] = set()
+        self.due_ahead: dict[str, float] = {}  # "job <id> (<type>)" -> seconds ahead, at most
 
-    async def press_new(self) -> None:
+    async def look(self) -> None:
         drafts = await self.conn.fetch(
             "SELECT d.id, m.email_bison_reply_id FROM ai_drafts d "
             "JOIN messages m ON m.id = d.message_id"
@@ -142,11 +148,18 @@ class Presser:
                 task = asyncio.create_task(self.provider.press(draft["id"], reply.press))
                 self.pressing.add(task)
                 task.add_done_callback(self.pressing.discard)
+        ahead = await self.conn.fetch(
+            "SELECT id, type, EXTRACT(EPOCH FROM run_at - now()) AS ahead_s FROM background_jobs "
+            "WHERE status = 'pending' AND attempts = 0 AND run_at > now() + interval '1 second'"
+        )
+        for job in ahead:
+            what = f"job {job['id']} ({job['type']})"
+            self.due_ahead[what] = max(self.due_ahead.get(what, 0.0), float(job["ahead_s"]))
 
-    async def keep_pressing(self) -> None:
+    async def keep_looking(self) -> None:
         while True:
-            await self.press_new()
-            await asyncio.sleep(PRESS_EVERY_S)
+            await self.look()
+            await asyncio.sleep(LOOK_EVERY_S)
 
 
 async def run_plan(plan: Plan, processes: dict[str, Process], provider: Provider) -> None:
@@ -165,12 +178,12 @@ async def run_plan(plan: Plan, processes: dict[str, Process], provider: Provider
     )
 
 
-async def settle(conn: asyncpg.Connection, presser: Presser, fakes: Fakes) -> str | None:
+async def settle(conn: asyncpg.Connection, watch: Watch, fakes: Fakes) -> str | None:
     """Wait (bounded) until no job is pending or running, every planned press and echo was
     made, and no alert claim awaits its verdict; what is still busy if that never came."""
     deadline = time.monotonic() + SETTLE_S
     while True:
-        await presser.press_new()
+        await watch.look()
         busy = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM background_jobs WHERE status IN ('pending', 'running')) "
             "AS jobs, (SELECT count(*) FROM alerts WHERE outcome IS NULL "
@@ -178,7 +191,7 @@ async def settle(conn: asyncpg.Connection, presser: Presser, fakes: Fakes) -> st
         )
         waiting = {
             **dict(busy),
-            "presses": len(presser.pressing),
+            "presses": len(watch.pressing),
             "echoes": fakes.echoes_pending,
         }
         if not any(waiting.values()):
@@ -214,23 +227,27 @@ async def test_random_faults_keep_every_promise(postgres_url: str, tmp_path: Pat
         processes = make_processes(postgres_url, fakes, tmp_path)
         replicas = [processes[name] for name in PROCESSES if name != "worker"]
         provider = fakes.provider = Provider(http, replicas, fakes.workspaces)
-        presser = Presser(plan, provider, conn)
+        watch = Watch(plan, provider, conn)
         async with running(processes.values()):
             for replica in replicas:  # the skew is real: the process's own clock says so
                 ahead = await clock_ahead_s(http, replica)
                 expected = SKEW_S if replica.name == SKEWED else 0
                 assert abs(ahead - expected) < 3, f"{replica.name}'s clock is {ahead:+.0f} s"
             began = time.monotonic()
-            pressing = asyncio.create_task(presser.keep_pressing())
+            looking = asyncio.create_task(watch.keep_looking())
             try:
                 await run_plan(plan, processes, provider)
             finally:
-                pressing.cancel()  # the settling goes on pressing, on the same connection
-                await asyncio.gather(pressing, return_exceptions=True)
+                looking.cancel()  # the settling goes on looking, on the same connection
+                await asyncio.gather(looking, return_exceptions=True)
             faults_over = time.monotonic()
-            unsettled = await settle(conn, presser, fakes)
+            unsettled = await settle(conn, watch, fakes)
             settled = time.monotonic()
         problems, figures = await check(plan, provider, fakes, conn)
+    problems += [
+        f"{job} was due {s:.0f} s ahead of the database's clock"
+        for job, s in watch.due_ahead.items()
+    ]
     if unsettled is not None:
         problems.insert(0, unsettled)
     figures["worker kills"] = processes["worker"].kills
