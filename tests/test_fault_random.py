@@ -34,8 +34,11 @@ import contextlib
 import datetime as dt
 import email.utils
 import functools
+import itertools
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,8 +50,10 @@ import pytest
 
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import connect
+from tests.conftest import ROOT
 from tests.fault_invariants import check
 from tests.fault_plan import (
+    LEASE_S,
     PROCESSES,
     SEED_ENV,
     SKEW_S,
@@ -101,7 +106,7 @@ def make_processes(database_url: str, fakes: Fakes, logs: Path) -> dict[str, Pro
         "DATABASE_POOL_SIZE": "8",
         "DATABASE_TIMEOUT_S": "3",
         "JOB_CONCURRENCY": "5",
-        "JOB_LEASE_S": "2",
+        "JOB_LEASE_S": str(LEASE_S),
         "JOB_POLL_INTERVAL_MS": "200",
         "HOOKGATE_SHUTDOWN_GRACE_S": "3",
         "AI_TIMEOUT_MS": "10000",
@@ -199,6 +204,33 @@ async def settle(conn: asyncpg.Connection, watch: Watch, fakes: Fakes) -> str | 
         if time.monotonic() > deadline:
             return f"not settled {SETTLE_S:g} s after the last fault: {waiting}"
         await asyncio.sleep(0.5)
+
+
+def plan_digest(seed: int, hash_seed: str) -> str:
+    """A digest of the plan of ``seed`` as a fresh interpreter with ``PYTHONHASHSEED=hash_seed``
+    makes it."""
+    code = (
+        "import hashlib, sys; from tests.fault_plan import make_plan; "
+        "print(hashlib.sha256(repr(make_plan(int(sys.argv[1]))).encode()).hexdigest())"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", code, str(seed)],
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+def test_the_plan_is_a_function_of_its_seed() -> None:
+    """A seed replays: the same plan in another process (another hash seed), another plan for
+    another seed; and the plan's cuts each outlast the lease, one process at a time."""
+    assert plan_digest(7, "1") == plan_digest(7, "2") != plan_digest(8, "1")
+    cuts = make_plan(7).cuts
+    assert all(cut.seconds > LEASE_S for cut in cuts)
+    assert all(a.at + a.seconds < b.at for a, b in itertools.pairwise(cuts))
 
 
 async def clock_ahead_s(http: aiohttp.ClientSession, process: Process) -> float:
