@@ -4,7 +4,9 @@ A provider parser turns a delivery into a normalised event (``Message``, ``LeadU
 ``Ignored``).  ``ingest`` stores it: for a message, in one transaction, the lead is upserted,
 the message inserted with ``ON CONFLICT DO NOTHING RETURNING id`` and its post-process job
 enqueued.  A conflict is a dedupe hit: the existing row is looked up, its job re-enqueued with
-reset semantics (a dead job goes back to pending; others are left alone) and the hit logged.
+reset semantics (a dead job goes back to pending; others are left alone) and the hit logged.  A
+hit that makes the message interested runs its job once more instead, whatever its state
+(``rerun_job``), so that the interested lead is notified.
 No outbound call and no model call happen here.
 """
 
@@ -137,7 +139,7 @@ class Outcome:
     message_id: int | None = None
     deduped: bool = False
     ignored: bool = False
-    job_due: bool = False  # a post-process job was enqueued (or a dead one revived)
+    job_due: bool = False  # a post-process job was enqueued (or revived, or re-run)
     notices: tuple[str, ...] = ()  # the message's, for the route to record once it is stored
 
     def answer(self) -> dict[str, Any]:
@@ -305,13 +307,19 @@ async def store_message(
                 raise RuntimeError(f"message insert conflicted without a row for {msg.key_column}")
             message_id = int(row["id"])
             lead_id = row["lead_id"]
+            # Issue 14 item 11 (h11-rerun): interest new to the message is news its job must
+            # act on (the Slack notification), whether the job is pending, running or done:
+            # `rerun_job` runs it once more after this commit.  Only the copy whose update turns
+            # the message interested says so; any other hit keeps reset semantics.
+            news = False
             if msg.interested:
-                await conn.execute("mark_message_interested", id=message_id)
+                news = await conn.execute("mark_message_interested", id=message_id) > 0
                 if lead_id is not None:
                     await conn.execute("mark_lead_interested", id=lead_id, now=now)
             if job_type is not None:
                 revived = await conn.execute(
-                    "requeue_dead_job", dedupe_key=f"{job_type}:{message_id}"
+                    "rerun_job" if news else "requeue_dead_job",
+                    dedupe_key=f"{job_type}:{message_id}",
                 )
     if deduped:
         log.info(

@@ -124,14 +124,28 @@ WHERE workspace_id = :workspace_id
 UPDATE messages SET lead_id = :lead_id WHERE id = :id;
 
 -- name: requeue_dead_job
--- A dedupe hit's reset semantics: a dead job goes back to pending with fresh attempts; pending,
--- running and succeeded jobs are left alone — and, unlike an upsert, not even locked, so the
--- copies of a storm do not queue behind each other on the job row.  Job times are the
--- database's (sql/queries/jobs.sql).
-UPDATE background_jobs SET
-    status = 'pending', attempts = 0, run_at = now(), last_error = NULL,
-    locked_by = NULL, locked_until = NULL, updated_at = now()
+-- A dedupe hit's reset semantics: a dead job goes back to pending, afresh (migration 010's
+-- trigger resets its attempts, error, finish and lock); pending, running and succeeded jobs are
+-- left alone — and, unlike an upsert, not even locked, so the copies of a storm do not queue
+-- behind each other on the job row.  Job times are the database's (sql/queries/jobs.sql).
+UPDATE background_jobs SET status = 'pending', run_at = now(), updated_at = now()
 WHERE dedupe_key = :dedupe_key AND status = 'dead';
+
+-- name: rerun_job
+-- A dedupe hit that brings news the job must act on (interest new to the message, issue 14
+-- item 11): the job runs once more after this transaction commits, whatever its state.  Dead or
+-- succeeded: pending afresh, due now (the revive trigger of migration 010).  Running: rerun, so
+-- that the run's success puts it back to pending (succeed_job) — the run may have read the
+-- message before this commit.  Pending: its next run starts after this commit anyway; the row
+-- is still written, so that on PostgreSQL it stays locked until then (a claim skips locked
+-- rows) and no run can start, and read the message, in between.  Only the one copy that turns
+-- the message interested gets here: the others find it interested already.
+UPDATE background_jobs SET
+    status = CASE WHEN status IN ('dead', 'succeeded') THEN 'pending' ELSE status END,
+    run_at = CASE WHEN status IN ('dead', 'succeeded') THEN now() ELSE run_at END,
+    rerun = (status = 'running'),
+    updated_at = now()
+WHERE dedupe_key = :dedupe_key;
 
 -- name: mark_message_interested
 UPDATE messages SET interested = true WHERE id = :id AND NOT interested;
@@ -141,16 +155,15 @@ UPDATE leads SET interested = true, updated_at = :now WHERE id = :id AND NOT int
 
 -- name: enqueue_job
 -- A new job starts pending.  Enqueued again (the scheduler's own enqueue), the same statement
--- gives reset semantics: a dead job goes back to pending with fresh attempts; pending, running
--- and succeeded jobs are left alone (the WHERE makes the DO UPDATE a no-op for them, and
--- RETURNING then gives no row).  Due now by the database's clock, which every claim compares
--- run_at with: a replica whose clock runs ahead must not enqueue jobs that wait for it.
+-- gives reset semantics: a dead job goes back to pending, afresh (migration 010's trigger);
+-- pending, running and succeeded jobs are left alone (the WHERE makes the DO UPDATE a no-op for
+-- them, and RETURNING then gives no row).  Due now by the database's clock, which every claim
+-- compares run_at with: a replica whose clock runs ahead must not enqueue jobs that wait for it.
 INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
                              attempts, max_attempts, created_at, updated_at)
 VALUES (:type, :dedupe_key, :workspace_id, :message_id, :payload, 'pending', now(), 0,
         :max_attempts, now(), now())
 ON CONFLICT (dedupe_key) DO UPDATE SET
-    status = 'pending', attempts = 0, run_at = excluded.run_at, last_error = NULL,
-    locked_by = NULL, locked_until = NULL, updated_at = excluded.updated_at
+    status = 'pending', run_at = excluded.run_at, updated_at = excluded.updated_at
 WHERE background_jobs.status = 'dead'
 RETURNING id;

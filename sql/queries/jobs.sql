@@ -18,9 +18,14 @@ UPDATE background_jobs SET
 WHERE status = 'running' AND locked_until < now();
 
 -- name: succeed_job
+-- Succeeded — unless news reached the job while it ran (rerun, migration 010): then it is
+-- pending afresh, due now, for a run that reads it.
 UPDATE background_jobs SET
-    status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,
-    finished_at = now(), updated_at = now()
+    status = CASE WHEN rerun THEN 'pending' ELSE 'succeeded' END,
+    run_at = CASE WHEN rerun THEN now() ELSE run_at END,
+    attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
+    finished_at = CASE WHEN rerun THEN NULL ELSE now() END,
+    rerun = false, locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = now()
 WHERE id = :id AND claim_token = :claim_token AND status = 'running';
 
 -- name: retry_job_later
@@ -50,18 +55,14 @@ LIMIT :limit;
 SELECT type, status, count(*) AS n FROM background_jobs GROUP BY type, status ORDER BY type, status;
 
 -- name: retry_job_now
--- Operator retry: a dead job goes back to pending with fresh attempts; a pending one waiting out
--- its backoff becomes due now.  Running and succeeded jobs are left alone.
-UPDATE background_jobs SET
-    status = 'pending', run_at = now(), last_error = NULL, finished_at = NULL, updated_at = now(),
-    attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END
+-- Operator retry: a dead job goes back to pending, afresh (migration 010's trigger); a pending
+-- one waiting out its backoff becomes due now.  Running and succeeded jobs are left alone.
+UPDATE background_jobs SET status = 'pending', run_at = now(), updated_at = now()
 WHERE id = :id AND status IN ('dead', 'pending')
 RETURNING id;
 
 -- name: retry_dead_jobs
-UPDATE background_jobs SET
-    status = 'pending', run_at = now(), attempts = 0, last_error = NULL, finished_at = NULL,
-    updated_at = now()
+UPDATE background_jobs SET status = 'pending', run_at = now(), updated_at = now()
 WHERE status = 'dead';
 
 -- name: queue_depth

@@ -6,10 +6,12 @@
 -- name: claim_jobs
 -- Due pending jobs, oldest first, walking the partial index on pending jobs' run_at (expired
 -- leases are turned back into pending jobs by reclaim_expired_jobs).  Each claim increments the
--- job's claim_token: the fencing token of the run it starts.
+-- job's claim_token: the fencing token of the run it starts.  A re-run owed (rerun, migration
+-- 010) is owed no more: the run starting reads everything committed before it.
 UPDATE background_jobs SET
     status = 'running', locked_by = :worker, locked_until = now_plus(:lease_s),
-    claim_token = claim_token + 1, attempts = attempts + 1, started_at = now(), updated_at = now()
+    claim_token = claim_token + 1, attempts = attempts + 1, rerun = false, started_at = now(),
+    updated_at = now()
 WHERE id IN (
     SELECT id FROM background_jobs
     WHERE status = 'pending' AND run_at <= now()
