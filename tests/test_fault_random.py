@@ -240,13 +240,6 @@ async def clock_ahead_s(http: aiohttp.ClientSession, process: Process) -> float:
     return (served - dt.datetime.now(dt.UTC)).total_seconds()
 
 
-# A LEAD_INTERESTED after the reply's job finished is never notified until issue 14 item 11 is
-# fixed (invariant 5 fails on every seed); the fix comes with migration 011.  Delete this marker
-# once that has landed.
-@pytest.mark.xfail(
-    not (ROOT / "sql/postgres/011_ingest_groups.sql").exists(),
-    reason="issue 14 item 11 (a late LEAD_INTERESTED is never notified) is open",
-)
 async def test_random_faults_keep_every_promise(postgres_url: str, tmp_path: Path) -> None:
     seed = the_seed()
     replay = f"{SEED_ENV}={seed} pytest -m fault tests/test_fault_random.py"
