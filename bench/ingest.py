@@ -1,69 +1,60 @@
-"""Ingest throughput and latency: live ``hookgate serve`` under wrk, next to a CEILING.
+"""Ingest throughput, latency, CPU and memory: live ``hookgate serve`` next to two CEILINGS.
 
-For each delivery mix (all unique, then 50% duplicates) and each repeat, in this order:
-the ceiling (``bench/ceiling_app.py``, PostgreSQL), hookgate on PostgreSQL, hookgate on SQLite.
-Each measurement gets a fresh database, a fresh server, a short warm-up run, then the measured
-wrk run (``-t1 -c64 -d<duration>s``).  Afterwards the stored rows are counted.
+One command measures, on one machine in one run, what issue 15 asks for:
 
-    .venv/bin/python -m bench.ingest                     # 20 s per measurement
-    .venv/bin/python -m bench.ingest --duration 5 --warmup 2 --repeats 1   # a quick trial
+1. under wrk (``-t1 -c64 -d<duration>s``, unique EmailBison replies, then 50% duplicates), each
+   repeat in this order: the per-request ceiling (``bench/ceiling_app.py``), the batched ceiling
+   (``bench/ceiling_batch_app.py``), hookgate on PostgreSQL (scheduler on) and on SQLite (the
+   embedded default, ``synchronous=FULL``).  Each gets a fresh database, a fresh server and a
+   warm-up; then req/s, latency, CPU per answered delivery (``/proc/<pid>/stat`` of the server
+   and of the PostgreSQL backends of its database, before and after) and the rows stored;
+2. a storm (``bench/storm.py``): 100 identical copies released together, a few rounds, on both
+   backends;
+3. the server's RSS through ``--memory-deliveries`` (100,000) deliveries on both backends
+   (``bench/memory.py``).
 
-Prints a markdown table and the verdict against issue 9's target (PostgreSQL, 64 connections:
-hookgate requests/s >= 70% of the ceiling's, p99 <= 1.5x the ceiling's).
+    .venv/bin/python -m bench.ingest                       # the full run (~20 min on 2 cores)
+    .venv/bin/python -m bench.ingest --duration 5 --warmup 1 --repeats 1 --storm-rounds 2 \\
+        --memory-deliveries 0                              # a quick trial (~3 min)
+
+Prints markdown: every run, then each target against both ceilings with issue 15's verdicts
+(``bench/ingest_report.py``), the storm and the memory runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 
 from bench import _common as c
+from bench import ingest_report, memory, storm
+from bench.ingest_report import Result
 
-TARGET_RPS_RATIO = 0.70
-TARGET_P99_RATIO = 1.5
 LUA = str(c.BENCH / "wrk_emailbison.lua")
 TEMPLATE = str(c.BENCH / "lead_replied.template.json")
+# ceiling-pg: the per-request ceiling; ceiling-batch-pg: the same two inserts, grouped.
 # hookgate-pg: ``hookgate serve`` as shipped, its job scheduler running in the same process (it
 # claims and runs the post-process jobs the deliveries enqueue, on the same event loop).
-# hookgate-pg-nosched: the same with HOOKGATE_SCHEDULER=0, an ingest-only replica (jobs left
-# to ``hookgate worker``), which does what the ceiling does and is the like-for-like comparison.
-# ceiling-pg-noreset (opt-in): the ceiling without asyncpg's reset query on pool release.
-# hookgate-sqlite-normal (opt-in): SQLite with DATABASE_SQLITE_SYNCHRONOUS=normal (no WAL sync
-# per commit), to price the default synchronous=FULL of hookgate-sqlite.
-TARGETS = ("ceiling-pg", "hookgate-pg", "hookgate-pg-nosched", "hookgate-sqlite")
-EXTRA_TARGETS = ("ceiling-pg-noreset", "hookgate-sqlite-normal")
+# hookgate-sqlite: the embedded default (synchronous=FULL).
+# Opt-in: hookgate-pg-nosched (HOOKGATE_SCHEDULER=0, an ingest-only replica, jobs left to
+# ``hookgate worker``); ceiling-pg-noreset (the ceiling without asyncpg's reset query on pool
+# release); hookgate-sqlite-normal (DATABASE_SQLITE_SYNCHRONOUS=normal, to price FULL).
+TARGETS = ("ceiling-pg", "ceiling-batch-pg", "hookgate-pg", "hookgate-sqlite")
+EXTRA_TARGETS = ("hookgate-pg-nosched", "ceiling-pg-noreset", "hookgate-sqlite-normal")
 TARGET_ENV = {
     "hookgate-pg-nosched": {"HOOKGATE_SCHEDULER": "0"},
     "ceiling-pg-noreset": {"BENCH_POOL_RESET": "0"},
     "hookgate-sqlite-normal": {"DATABASE_SQLITE_SYNCHRONOUS": "normal"},
 }
-
-
-@dataclasses.dataclass(slots=True)
-class Result:
-    target: str
-    mix: str
-    repeat: int
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    non_2xx: int
-    socket_errors: int
-    cpu_us_per_req: float
-    pg_cpu_us_per_req: float | None
-    messages: int
-    jobs: int
-    generated_fresh: int
-    log_problems: list[str]
+CEILING_APPS = {
+    "ceiling-pg": "bench.ceiling_app:app",
+    "ceiling-pg-noreset": "bench.ceiling_app:app",
+    "ceiling-batch-pg": "bench.ceiling_batch_app:app",
+}
 
 
 def run_wrk(
@@ -113,25 +104,22 @@ def count_rows(database_url: str) -> tuple[int, int]:
     return int(messages), int(jobs)
 
 
+def start_server(target: str, url: str, workspace: c.Workspace) -> c.Server:
+    if target in CEILING_APPS:
+        env = {"BENCH_DATABASE_URL": url, "BENCH_WORKSPACE_ID": workspace.id}
+        return c.start_uvicorn_app(
+            target, CEILING_APPS[target], {**env, **TARGET_ENV.get(target, {})}
+        )
+    return c.start_hookgate(url, TARGET_ENV.get(target))
+
+
 def measure(
     target: str, mix: str, dup_ratio: float, repeat: int, args: argparse.Namespace
 ) -> Result:
     backend = "sqlite" if "sqlite" in target else "postgres"
     with c.database(backend, target.split("-")[0]) as url:
         workspace = c.create_workspace(url)
-        if target.startswith("ceiling"):
-            server = c.start_uvicorn_app(
-                "ceiling",
-                "bench.ceiling_app:app",
-                {
-                    "BENCH_DATABASE_URL": url,
-                    "BENCH_WORKSPACE_ID": workspace.id,
-                    **TARGET_ENV.get(target, {}),
-                },
-            )
-        else:
-            server = c.start_hookgate(url, TARGET_ENV.get(target))
-        with server:
+        with start_server(target, url, workspace) as server:
             wrk = {"connections": args.connections, "threads": args.threads, "dup_ratio": dup_ratio}
             if args.warmup > 0:
                 run_wrk(
@@ -154,7 +142,7 @@ def measure(
     duration_s = int(summary["duration_us"]) / 1e6  # type: ignore[call-overload]
     latency: dict[str, float] = summary["latency_us"]  # type: ignore[assignment]
     errors: dict[str, int] = summary["errors"]  # type: ignore[assignment]
-    generated: dict[str, int] = summary["generated"]  # type: ignore[assignment]
+    answered = max(requests - errors["status"], 1)
     return Result(
         target=target,
         mix=mix,
@@ -166,97 +154,50 @@ def measure(
         max_ms=latency["max"] / 1000,
         non_2xx=errors["status"],
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
-        cpu_us_per_req=(cpu_after - cpu_before) / max(requests, 1) * 1e6,
-        pg_cpu_us_per_req=(pg_after - pg_before) / max(requests, 1) * 1e6 if backends else None,
+        answered=answered,
+        cpu_us=(cpu_after - cpu_before) / answered * 1e6,
+        db_cpu_us=(pg_after - pg_before) / answered * 1e6 if backends else None,
         messages=messages,
         jobs=jobs,
-        generated_fresh=generated["fresh"],
         log_problems=problems,
     )
 
 
-def _median(results: list[Result], attr: str) -> float:
-    return statistics.median(float(getattr(r, attr)) for r in results)
-
-
-def report(results: list[Result], args: argparse.Namespace) -> bool:
-    print(
-        f"### Ingest: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s "
-        f"(warm-up {args.warmup:g}s), EmailBison LEAD_REPLIED, "
-        f"PostgreSQL synchronous_commit={args.sync_commit}\n"
-    )
-    rows = [
-        (
-            r.target,
-            r.mix,
-            r.repeat,
-            f"{r.rps:,.0f}",
-            f"{r.p50_ms:.1f}",
-            f"{r.p90_ms:.1f}",
-            f"{r.p99_ms:.1f}",
-            f"{r.max_ms:.0f}",
-            r.non_2xx,
-            r.socket_errors,
-            f"{r.cpu_us_per_req:,.0f}",
-            "-" if r.pg_cpu_us_per_req is None else f"{r.pg_cpu_us_per_req:,.0f}",
-            f"{r.messages:,}",
-            f"{r.jobs:,}",
+def run_memory(backend: str, args: argparse.Namespace) -> memory.Summary:
+    return memory.measure(
+        argparse.Namespace(
+            backend=backend,
+            deliveries=args.memory_deliveries,
+            every=args.memory_every,
+            connections=args.memory_connections,
+            dup_ratio=args.memory_dup_ratio,
+            max_seconds=args.memory_max_seconds,
+            scheduler="on",
         )
-        for r in results
-    ]
-    headers = [
-        "target", "mix", "run", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-2xx",
-        "socket err", "server CPU µs/req", "PG CPU µs/req", "messages stored", "jobs stored",
-    ]  # fmt: skip
-    print(c.table(headers, rows))
-    print()
-    verdict_rows = []
-    ok = True
-    for mix, target in itertools.product(
-        dict.fromkeys(r.mix for r in results), ("hookgate-pg-nosched", "hookgate-pg")
-    ):
-        ceiling = [r for r in results if r.mix == mix and r.target == "ceiling-pg"]
-        hookgate = [r for r in results if r.mix == mix and r.target == target]
-        if not ceiling or not hookgate:
-            continue
-        rps_ratio = _median(hookgate, "rps") / _median(ceiling, "rps")
-        p99_ratio = _median(hookgate, "p99_ms") / _median(ceiling, "p99_ms")
-        met = rps_ratio >= TARGET_RPS_RATIO and p99_ratio <= TARGET_P99_RATIO
-        ok = ok and met
-        verdict_rows.append(
+    )
+
+
+def memory_table(summaries: list[memory.Summary]) -> str:
+    rows = []
+    for s in summaries:
+        first, half, last = s.samples[0], s.half, s.samples[-1]
+        rows.append(
             (
-                target,
-                mix,
-                f"{_median(hookgate, 'rps'):,.0f} / {_median(ceiling, 'rps'):,.0f}",
-                f"{rps_ratio:.0%} (target >= {TARGET_RPS_RATIO:.0%})",
-                f"{_median(hookgate, 'p99_ms'):.1f} / {_median(ceiling, 'p99_ms'):.1f}",
-                f"{p99_ratio:.2f}x (target <= {TARGET_P99_RATIO}x)",
-                "met" if met else "MISSED",
+                s.backend,
+                f"{last[0]:,}",
+                ", ".join(f"{k}: {v:,}" for k, v in sorted(s.statuses.items())),
+                f"{first[1] / 1024:.1f}",
+                f"{half[1] / 1024:.1f} at {half[0]:,}",
+                f"{last[1] / 1024:.1f}",
+                f"{s.growth:+.1%}",
+                "flat" if s.growth < memory.FLAT and s.alive else "GROWS",
             )
         )
-    if verdict_rows:
-        print("### Target (PostgreSQL, medians over runs): hookgate vs ceiling\n")
-        headers = [
-            "hookgate", "mix", "req/s hookgate / ceiling", "ratio", "p99 ms hookgate / ceiling",
-            "ratio", "verdict",
-        ]  # fmt: skip
-        print(c.table(headers, verdict_rows))
-        print()
-    problems = [
-        r
-        for r in results
-        if r.non_2xx
-        or r.socket_errors
-        or (r.target.startswith("hookgate") and r.jobs != r.messages)
-    ]
-    for r in problems:
-        print(
-            f"WARNING {r.target} {r.mix} run {r.repeat}: non-2xx={r.non_2xx} "
-            f"socket errors={r.socket_errors} messages={r.messages} jobs={r.jobs}"
-        )
-        for line in r.log_problems:
-            print(f"    server log: {line}")
-    return ok
+    headers = [
+        "backend", "deliveries", "answers", "RSS MiB at start", "RSS MiB at half",
+        "RSS MiB at end", "growth half → end", f"< {memory.FLAT:.0%}",
+    ]  # fmt: skip
+    return c.table(headers, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         default="on",
         help="synchronous_commit of the throwaway PostgreSQL databases (off: no fsync wait)",
     )
+    parser.add_argument("--storm-rounds", type=int, default=5, help="0: no storm")
+    parser.add_argument("--storm-copies", type=int, default=100)
+    parser.add_argument(
+        "--memory-deliveries", type=int, default=100_000, help="per backend; 0: no memory run"
+    )
+    memory.add_arguments(parser, prefix="memory-")
     parser.add_argument("--no-header", action="store_true", help="skip the machine/versions table")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -302,12 +249,39 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(target, mix, mixes[mix], repeat, args)
                 print(
                     f"<!-- {target} {mix} run {repeat}: {result.rps:,.0f} req/s, "
-                    f"p99 {result.p99_ms:.1f} ms -->",
+                    f"p99 {result.p99_ms:.1f} ms, {result.total_cpu_us:,.0f} µs/delivery -->",
                     flush=True,
                 )
                 results.append(result)
+    storms = [
+        storm.measure(target, args.storm_rounds, args.storm_copies)
+        for target in storm.TARGETS
+        if args.storm_rounds > 0
+    ]
+    memories = [
+        run_memory(backend, args)
+        for backend in ("postgres", "sqlite")
+        if args.memory_deliveries > 0
+    ]
     print()
-    report(results, args)
+    if results:
+        print(ingest_report.runs_table(results, args) + "\n")
+        print(ingest_report.ratios_table(results)[0] + "\n")
+    if storms:
+        print(
+            f"### {args.storm_copies} identical copies released together x "
+            f"{args.storm_rounds} rounds (hookgate serve, scheduler on)\n"
+        )
+        print(storm.report(storms) + "\n")
+    if memories:
+        print(
+            f"### RSS of hookgate serve (scheduler on) through {args.memory_deliveries:,} "
+            f"deliveries, {args.memory_connections} connections, "
+            f"{args.memory_dup_ratio:.0%} duplicates\n"
+        )
+        print(memory_table(memories) + "\n")
+    for line in ingest_report.warnings(results):
+        print(line)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import sys
 import time
@@ -23,6 +24,8 @@ import aiohttp
 from bench import _common as c
 
 TEMPLATE = (c.BENCH / "lead_replied.template.json").read_text()
+# RSS growth between the half-way sample and the last one below which the run counts as flat.
+FLAT = 0.10
 
 
 async def drive(
@@ -68,23 +71,29 @@ async def drive(
     return samples, statuses
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.memory", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
-    parser.add_argument("--deliveries", type=int, default=100_000)
-    parser.add_argument("--every", type=int, default=5_000, help="sample RSS every N deliveries")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--dup-ratio", type=float, default=0.5)
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="stop early after this")
-    parser.add_argument(
-        "--scheduler", choices=("on", "off"), default="on", help="HOOKGATE_SCHEDULER of the server"
-    )
-    parser.add_argument("--no-header", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.no_header:
-        c.print_header("Memory benchmark")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summary:
+    backend: str
+    samples: list[tuple[int, int, float]]  # (deliveries answered, RSS KiB, elapsed s)
+    statuses: dict[int, int]
+    alive: bool
+
+    @property
+    def done(self) -> int:
+        return self.samples[-1][0]
+
+    @property
+    def half(self) -> tuple[int, int, float]:
+        return min(self.samples, key=lambda s: abs(s[0] - self.done / 2))
+
+    @property
+    def growth(self) -> float:
+        """RSS growth from the sample nearest half the deliveries to the last one (a share)."""
+        return (self.samples[-1][1] - self.half[1]) / self.half[1]
+
+
+def measure(args: argparse.Namespace) -> Summary:
+    """A fresh database and server, driven until ``args.deliveries`` are answered."""
     with c.database(args.backend, "mem") as url:
         workspace = c.create_workspace(url)
         env = {"HOOKGATE_SCHEDULER": "1" if args.scheduler == "on" else "0"}
@@ -93,7 +102,34 @@ def main(argv: list[str] | None = None) -> int:
                 drive(server.base_url + workspace.emailbison_path, server.pid, args)
             )
             alive = server.proc.poll() is None
-    done = samples[-1][0]
+    return Summary(args.backend, samples, statuses, alive)
+
+
+def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The options of a memory run (``bench.ingest`` adds them with a ``memory-`` prefix)."""
+    parser.add_argument(f"--{prefix}every", type=int, default=5_000, help="RSS sample interval")
+    parser.add_argument(f"--{prefix}connections", type=int, default=64)
+    parser.add_argument(f"--{prefix}dup-ratio", type=float, default=0.5)
+    parser.add_argument(f"--{prefix}max-seconds", type=float, default=900.0, help="bound")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--deliveries", type=int, default=100_000)
+    add_arguments(parser)
+    parser.add_argument(
+        "--scheduler", choices=("on", "off"), default="on", help="HOOKGATE_SCHEDULER of the server"
+    )
+    parser.add_argument("--no-header", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.no_header:
+        c.print_header("Memory benchmark")
+    summary = measure(args)
+    samples = summary.samples
+    done = summary.done
     print(
         f"### RSS of hookgate serve ({args.backend}, scheduler {args.scheduler}) "
         f"through {done:,} deliveries, "
@@ -106,18 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{n:,}", f"{kib / 1024:.1f}", f"{t:.0f}", f"{interval:,.0f}" if i else "-"))
     print(c.table(["deliveries", "RSS MiB", "elapsed s", "req/s since previous sample"], rows))
     print()
-    print("answers: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items())))
-    half = min(samples, key=lambda s: abs(s[0] - done / 2))
+    print("answers: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(summary.statuses.items())))
+    half = summary.half
     last = samples[-1]
-    growth = (last[1] - half[1]) / 1024
     print(
-        f"\nRSS growth from {half[0]:,} to {last[0]:,} deliveries: {growth:+.1f} MiB "
-        f"({(last[1] - half[1]) / half[1]:+.1%}); first sample {samples[0][1] / 1024:.1f} MiB, "
-        f"peak {max(s[1] for s in samples) / 1024:.1f} MiB"
+        f"\nRSS growth from {half[0]:,} to {last[0]:,} deliveries: "
+        f"{(last[1] - half[1]) / 1024:+.1f} MiB ({summary.growth:+.1%}); first sample "
+        f"{samples[0][1] / 1024:.1f} MiB, peak {max(s[1] for s in samples) / 1024:.1f} MiB"
     )
     if done < args.deliveries:
         print(f"WARNING: stopped at {done:,} of {args.deliveries:,} (--max-seconds)")
-    if not alive:
+    if not summary.alive:
         print("WARNING: the server died during the run")
     return 0
 

@@ -128,7 +128,7 @@ def measure(target: str, args: argparse.Namespace) -> Result:
         with server:
             endpoint = server.base_url + path
             # Warm-up: distinct deliveries, enough of them at once to open the whole pool.
-            asyncio.run(_warmup(endpoint, args.copies))
+            asyncio.run(warmup(endpoint, args.copies))
             latencies: list[float] = []
             statuses: collections.Counter[str] = collections.Counter()
             keys: list[str] = []
@@ -161,7 +161,7 @@ def measure(target: str, args: argparse.Namespace) -> Result:
 _WARMUP_SLOW_RUNS = [0]
 
 
-async def _warmup(endpoint: str, copies: int) -> None:
+async def warmup(endpoint: str, copies: int) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every hookgate benchmark end to end and prints markdown (also saved in bench/out/).
+# bench.ingest covers issue 15's targets in one run: the two ceilings, hookgate on both backends,
+# the 100-copy storm and the 100,000-delivery RSS runs.
 #
-#   bench/run_all.sh            # the full run (about 25 minutes on 2 cores)
+#   bench/run_all.sh            # the full run (about 35 minutes on 2 cores)
 #   bench/run_all.sh --quick    # a short trial of every step (about 5 minutes)
 #   bench/run_all.sh --no-memory
 #
@@ -20,25 +22,26 @@ for arg in "$@"; do
   esac
 done
 if [ "$quick" = 1 ]; then
-  ingest=(--duration 5 --warmup 1 --repeats 1)
+  ingest=(--duration 5 --warmup 1 --repeats 1 --storm-rounds 2)
   naive=(--rounds 2)
-  mem=(--deliveries 10000 --every 1000)
+  mem=(--memory-deliveries 10000 --memory-every 1000)
 else
-  ingest=(--duration 20 --warmup 3 --repeats 3)
+  ingest=(--duration 20 --warmup 3 --repeats 3 --storm-rounds 5)
   naive=(--rounds 5)
-  mem=(--deliveries 100000 --every 5000)
+  mem=(--memory-deliveries 100000 --memory-every 5000)
+fi
+if [ "$memory" = 0 ]; then
+  mem=(--memory-deliveries 0)
 fi
 mkdir -p bench/out
 out="bench/out/run-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
   echo "# hookgate benchmarks: bench/run_all.sh $*"
   echo
-  "$PY" -m bench.ingest "${ingest[@]}"
-  "$PY" -m bench.ingest "${ingest[@]}" --no-header --sync-commit off --targets ceiling-pg,hookgate-pg-nosched
+  "$PY" -m bench.ingest "${ingest[@]}" "${mem[@]}"
+  "$PY" -m bench.ingest "${ingest[@]}" --no-header --sync-commit off --storm-rounds 0 \
+    --memory-deliveries 0 --targets ceiling-pg,ceiling-batch-pg,hookgate-pg-nosched
   "$PY" -m bench.naive "${naive[@]}" --no-header
-  if [ "$memory" = 1 ]; then
-    "$PY" -m bench.memory "${mem[@]}" --no-header
-  fi
 } 2>&1 | tee "$out"
 echo
 echo "saved: $out"
