@@ -49,14 +49,20 @@ def remaining_budget() -> float | None:
     return deadline - time.monotonic()
 
 
-@contextmanager
-def ai_source(name: str) -> Iterator[None]:
-    """Attribute every AI call made inside the block to ``name``."""
-    token = _AI_SOURCE.set(name)
-    try:
-        yield
-    finally:
-        _AI_SOURCE.reset(token)
+class ai_source:  # named as a function, used as one: ``with ai_source(name):``
+    """Attribute every AI call made inside the block to ``name``.  A class rather than a
+    ``@contextmanager`` generator: every HTTP request enters one (``gateway.app``)."""
+
+    __slots__ = ("_name", "_token")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __enter__(self) -> None:
+        self._token = _AI_SOURCE.set(self._name)
+
+    def __exit__(self, *exc: object) -> None:
+        _AI_SOURCE.reset(self._token)
 
 
 def current_ai_source() -> str:

@@ -57,6 +57,8 @@ class Metrics:
             ["type", "status"],
             registry=self.registry,
         )
+        # (provider, outcome) -> the counter children one answer increments, bound on first use.
+        self._answered: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self.job_duration = Histogram(
             "hookgate_job_duration_seconds",
             "Job run durations by type and outcome",
@@ -64,6 +66,22 @@ class Metrics:
             buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=self.registry,
         )
+
+    def count_webhook(self, provider: str, outcome: str) -> None:
+        """One answered delivery: ``hookgate_webhooks_total`` and, for a duplicate or a
+        quarantined delivery, its own counter too.  The children are bound once per (provider,
+        outcome) — a few dozen pairs — since ``labels()`` takes a lock and builds a key each
+        call."""
+        children = self._answered.get((provider, outcome))
+        if children is None:
+            children = (self.webhooks.labels(provider, outcome),)
+            if outcome == "deduped":
+                children += (self.dedupe_hits.labels(provider),)
+            elif outcome == "quarantined":
+                children += (self.quarantined.labels(provider),)
+            self._answered[(provider, outcome)] = children
+        for child in children:
+            child.inc()
 
     async def refresh_queue_depth(self, db: Database) -> None:
         counts = await db.fetch_all("queue_depth")

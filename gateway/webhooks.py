@@ -140,12 +140,12 @@ async def receive(request: Request) -> Response:
     try:
         body = await _handle(runtime, provider, request)
     except Rejected as rejected:
-        runtime.metrics.webhooks.labels(provider.name, f"rejected_{rejected.status}").inc()
+        _answered(runtime, provider, f"rejected_{rejected.status}")
         return json_response(
             rejected.status, {"success": False, "error": rejected.error}, rejected.headers
         )
     except DatabaseUnavailable as exc:
-        runtime.metrics.webhooks.labels(provider.name, "unavailable").inc()
+        _answered(runtime, provider, "unavailable")
         log.warning("database unavailable", extra={"provider": provider.name, "error": str(exc)})
         return json_response(
             provider.retry_status,
@@ -154,19 +154,25 @@ async def receive(request: Request) -> Response:
         )
     except Exception:
         # Not stored, and not the sender's fault: ask for a retry rather than lose the delivery.
-        runtime.metrics.webhooks.labels(provider.name, "error").inc()
+        _answered(runtime, provider, "error")
         log.exception("webhook failed", extra={"provider": provider.name})
         status = 500 if provider.retry_status == 503 else provider.retry_status
         return json_response(status, {"success": False, "error": "internal error"})
     if body.get("quarantined"):
-        runtime.metrics.webhooks.labels(provider.name, "quarantined").inc()
-        runtime.metrics.quarantined.labels(provider.name).inc()
+        _answered(runtime, provider, "quarantined")
         return json_response(provider.quarantine_status, body)
-    outcome = "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored"
-    runtime.metrics.webhooks.labels(provider.name, outcome).inc()
-    if outcome == "deduped":
-        runtime.metrics.dedupe_hits.labels(provider.name).inc()
+    _answered(
+        runtime,
+        provider,
+        "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored",
+    )
     return json_response(200, body)
+
+
+def _answered(runtime: Runtime, provider: Provider, outcome: str) -> None:
+    """What every answered delivery records, once, by outcome: ``stored``, ``deduped``,
+    ``ignored``, ``quarantined``, ``rejected_<status>``, ``unavailable`` or ``error``."""
+    runtime.metrics.count_webhook(provider.name, outcome)
 
 
 async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dict[str, Any]:

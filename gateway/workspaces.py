@@ -17,6 +17,7 @@ from gateway.settings import PROVIDERS, Settings
 from sql import Database, Row
 
 WORKSPACE_ID_PREFIX = "ws_"
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 _Entry = TypeVar("_Entry")
 
@@ -40,7 +41,7 @@ def is_workspace_id(value: str) -> bool:
     return (
         len(value) == len(WORKSPACE_ID_PREFIX) + 16
         and value.startswith(WORKSPACE_ID_PREFIX)
-        and all(c in "0123456789abcdef" for c in value[len(WORKSPACE_ID_PREFIX) :])
+        and _HEX_DIGITS.issuperset(value[len(WORKSPACE_ID_PREFIX) :])
     )
 
 

@@ -86,10 +86,19 @@ def opt_bool(parent: Any, key: str) -> bool:
     return bool(value) if isinstance(value, (bool, int)) else False
 
 
+# A bare address of dot-separated ASCII atoms, as nearly every provider sends it: ``parseaddr``
+# returns such a string unchanged, so it is not run (it costs more than the rest of a parser).
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
+)
+
+
 def email(value: str | None) -> str | None:
     """A lower-cased address, from ``a@b.c`` or ``Name <a@b.c>``; None if it is not one."""
     if value is None:
         return None
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value.lower()
     address = parseaddr(value)[1].strip().lower()
     return address if "@" in address.strip("@") and " " not in address else None
 
