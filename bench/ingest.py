@@ -13,7 +13,7 @@ One command measures, on one machine in one run, what issue 15 asks for:
 3. the server's RSS through ``--memory-deliveries`` (100,000) deliveries on both backends
    (``bench/memory.py``).
 
-    .venv/bin/python -m bench.ingest                       # the full run (~20 min on 2 cores)
+    .venv/bin/python -m bench.ingest                       # the full run (~25 min on 2 cores)
     .venv/bin/python -m bench.ingest --duration 5 --warmup 1 --repeats 1 --storm-rounds 2 \\
         --memory-deliveries 0                              # a quick trial (~3 min)
 
