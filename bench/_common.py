@@ -301,12 +301,20 @@ def pg_backend_pids(url: str) -> list[int]:
     return [int(r["pid"]) for r in rows]
 
 
-def total_cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
+def cpu_by_pid(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds of each process still alive."""
+    found = {}
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            total += cpu_seconds(pid)
-    return total
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``cpu_by_pid`` readings: a process that appeared in between
+    counts whole (it started during the interval), one that exited counts nothing past its
+    first reading (what it spent after that is lost with it)."""
+    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
 
 
 def machine() -> dict[str, str]:

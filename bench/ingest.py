@@ -125,15 +125,16 @@ def measure(
                 run_wrk(
                     server.base_url, workspace.emailbison_path, duration_s=args.warmup, run=1, **wrk
                 )
-            # PostgreSQL backends of this database (the pool is warm by now): their CPU too.
-            backends = c.pg_backend_pids(url) if backend == "postgres" else []
-            pg_before = c.total_cpu_seconds(backends)
+            # PostgreSQL backends of this database (the pool is warm by now; any opened during
+            # the run are read afterwards): their CPU too.
+            postgres = backend == "postgres"
+            pg_before = c.cpu_by_pid(c.pg_backend_pids(url)) if postgres else {}
             cpu_before = c.cpu_seconds(server.pid)
             summary = run_wrk(
                 server.base_url, workspace.emailbison_path, duration_s=args.duration, run=2, **wrk
             )
             cpu_after = c.cpu_seconds(server.pid)
-            pg_after = c.total_cpu_seconds(backends)
+            pg_after = c.cpu_by_pid([*pg_before, *c.pg_backend_pids(url)]) if postgres else {}
             if server.proc.poll() is not None:
                 raise RuntimeError(f"{target} died during the run: {server.tail()}")
             problems = server.problems()
@@ -156,7 +157,7 @@ def measure(
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         answered=answered,
         cpu_us=(cpu_after - cpu_before) / answered * 1e6,
-        db_cpu_us=(pg_after - pg_before) / answered * 1e6 if backends else None,
+        db_cpu_us=c.cpu_spent(pg_before, pg_after) / answered * 1e6 if postgres else None,
         messages=messages,
         jobs=jobs,
         log_problems=problems,

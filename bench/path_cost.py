@@ -125,11 +125,15 @@ async def _measure(url: str, args: argparse.Namespace, dup_ratio: float, seed: i
         logs.configure(settings.log_level)
         async with app.router.lifespan_context(app):
             await _drive(app, path, query, _bodies(args.warmup, dup_ratio, seed + 500), 16)
-            backends = await _backend_pids(url) if url.startswith("postgres") else []
+            postgres = url.startswith("postgres")
             bodies = _bodies(args.deliveries, dup_ratio, seed)
-            db_before, before = c.total_cpu_seconds(backends), time.process_time()
+            db_before = c.cpu_by_pid(await _backend_pids(url)) if postgres else {}
+            before = time.process_time()
             ok = await _drive(app, path, query, bodies, args.concurrency)
-            spent = time.process_time() - before + c.total_cpu_seconds(backends) - db_before
+            spent = time.process_time() - before
+            if postgres:
+                db_after = c.cpu_by_pid([*db_before, *await _backend_pids(url)])
+                spent += c.cpu_spent(db_before, db_after)
     if ok != len(bodies):
         raise RuntimeError(f"{len(bodies) - ok} of {len(bodies)} deliveries not answered 2xx")
     return spent / ok * 1e6
