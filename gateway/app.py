@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clients.context import ai_source
 from gateway import admin, api, console, console_actions, openapi, overview, status
 from gateway.admin_token import load_admin_token, report_admin_token
+from gateway.delivery_stats import flushing
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.webhooks import json_response, receive
@@ -117,8 +118,12 @@ def create_app(settings: Settings) -> Starlette:
                 runtime.clients.report_off()
             # The crons exist even with the scheduler off: POST /cron/{name} runs them.
             app.state.crons = CronService(runtime)
-            # The scheduler stops (runs drained or released) before the database closes.
-            async with running_scheduler(runtime, app.state.crons):
+            # The scheduler stops (runs drained or released), and the last delivery stats are
+            # written, before the database closes.
+            async with (
+                flushing(runtime.delivery_stats, runtime.db, settings.delivery_stats_flush_s),
+                running_scheduler(runtime, app.state.crons),
+            ):
                 yield
 
     routes = [

@@ -28,6 +28,12 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.delivery_stats_dropped = Counter(
+            "hookgate_delivery_stats_dropped_total",
+            "Deliveries left out of delivery_stats: their counts waited longer than "
+            "DELIVERY_STATS_MAX_PENDING_MINUTES for the database, or it was down at shutdown",
+            registry=self.registry,
+        )
         self.ghl_undated_workflow_sms = Counter(
             "hookgate_ghl_undated_workflow_sms_total",
             "GoHighLevel workflow SMS without Custom Data Date and Time (identical replies from "

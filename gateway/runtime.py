@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from clients import Clients, open_clients
+from gateway.delivery_stats import DeliveryStats
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.workspaces import WorkspaceCache
@@ -31,6 +32,8 @@ class Runtime:
     metrics: Metrics
     workspaces: WorkspaceCache
     clients: Clients | None = None
+    # Deliveries answered and not yet written to delivery_stats (``gateway.delivery_stats``).
+    delivery_stats: DeliveryStats = dataclasses.field(default_factory=DeliveryStats)
     clock: Callable[[], dt.datetime] = utc_now
     # Called after a commit that made a job due; the in-process scheduler sets it to wake its
     # runner at once instead of at the next poll (a process without one keeps the no-op).
@@ -52,13 +55,18 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     try:
         await db.apply_migrations(discover(db.dialect))
+        metrics = Metrics()
+        stats = DeliveryStats(
+            settings.delivery_stats_max_pending_minutes, metrics.delivery_stats_dropped.inc
+        )
         async with open_clients(settings, db) as clients:
             yield Runtime(
                 settings=settings,
                 db=db,
-                metrics=Metrics(),
+                metrics=metrics,
                 workspaces=WorkspaceCache(db, settings.workspace_cache_ttl_s),
                 clients=clients,
+                delivery_stats=stats,
             )
     finally:
         await db.close()

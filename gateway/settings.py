@@ -40,6 +40,8 @@ class Settings:
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_body_timeout_s: float = 10.0
     workspace_cache_ttl_s: float = 5.0
+    delivery_stats_flush_s: float = 5.0
+    delivery_stats_max_pending_minutes: int = 60
     ghl_max_skew_s: int = 4500
     job_concurrency: int = 10
     job_poll_interval_ms: int = 500
@@ -114,6 +116,8 @@ class Settings:
             "JOB_TIMEOUT_S": self.job_timeout_s,
             "DATABASE_TIMEOUT_S": self.database_timeout_s,
             "HOOKGATE_SHUTDOWN_GRACE_S": self.shutdown_grace_s,
+            "DELIVERY_STATS_FLUSH_S": self.delivery_stats_flush_s,
+            "DELIVERY_STATS_MAX_PENDING_MINUTES": self.delivery_stats_max_pending_minutes,
             "AUTO_SEND_DELAY_S": self.auto_send_delay_s,
         }
         for name, value in positive.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -133,6 +134,7 @@ async def receive(request: Request) -> Response:
             schema: {$ref: '#/components/schemas/Error'}
       "503": {$ref: '#/components/responses/Unavailable'}
     """
+    started = time.perf_counter()
     runtime: Runtime = request.app.state.runtime
     provider = PROVIDERS.get(request.path_params["provider"])
     if provider is None:
@@ -140,12 +142,12 @@ async def receive(request: Request) -> Response:
     try:
         body = await _handle(runtime, provider, request)
     except Rejected as rejected:
-        _answered(runtime, provider, f"rejected_{rejected.status}")
+        _answered(runtime, provider, f"rejected_{rejected.status}", started)
         return json_response(
             rejected.status, {"success": False, "error": rejected.error}, rejected.headers
         )
     except DatabaseUnavailable as exc:
-        _answered(runtime, provider, "unavailable")
+        _answered(runtime, provider, "unavailable", started)
         log.warning("database unavailable", extra={"provider": provider.name, "error": str(exc)})
         return json_response(
             provider.retry_status,
@@ -154,25 +156,30 @@ async def receive(request: Request) -> Response:
         )
     except Exception:
         # Not stored, and not the sender's fault: ask for a retry rather than lose the delivery.
-        _answered(runtime, provider, "error")
+        _answered(runtime, provider, "error", started)
         log.exception("webhook failed", extra={"provider": provider.name})
         status = 500 if provider.retry_status == 503 else provider.retry_status
         return json_response(status, {"success": False, "error": "internal error"})
     if body.get("quarantined"):
-        _answered(runtime, provider, "quarantined")
+        _answered(runtime, provider, "quarantined", started)
         return json_response(provider.quarantine_status, body)
     _answered(
         runtime,
         provider,
         "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored",
+        started,
     )
     return json_response(200, body)
 
 
-def _answered(runtime: Runtime, provider: Provider, outcome: str) -> None:
+def _answered(runtime: Runtime, provider: Provider, outcome: str, started: float) -> None:
     """What every answered delivery records, once, by outcome: ``stored``, ``deduped``,
-    ``ignored``, ``quarantined``, ``rejected_<status>``, ``unavailable`` or ``error``."""
+    ``ignored``, ``quarantined``, ``rejected_<status>``, ``unavailable`` or ``error``.  The
+    Prometheus counters, and ``delivery_stats`` (``rejected_<status>`` as ``rejected``) with the
+    latency since the handler began."""
     runtime.metrics.count_webhook(provider.name, outcome)
+    stats_outcome = "rejected" if outcome.startswith("rejected_") else outcome
+    runtime.delivery_stats.record(provider.name, stats_outcome, time.perf_counter() - started)
 
 
 async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dict[str, Any]:
