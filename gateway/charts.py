@@ -71,6 +71,7 @@ class Figure:
     series: Series
     colors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     peaks: bool = False  # the legend gives each series' peak (a level) rather than its sum
+    note: str = ""  # a line under the legend: how the figures were made
 
     @property
     def colors_by_name(self) -> dict[str, str]:
@@ -88,9 +89,9 @@ class Figure:
         for name, color in self.colors_by_name.items():
             present = [v for v in self.series[name] if v is not None]
             if self.peaks or self.kind == "lines":
-                found.append((name, f"peak {_number(max(present, default=0.0))}", color))
+                found.append((name, f"peak {number(max(present, default=0.0))}", color))
             else:
-                found.append((name, _number(sum(present)), color))
+                found.append((name, number(sum(present)), color))
         return found
 
 
@@ -168,7 +169,7 @@ def draw(figure: Figure, window: Window, now: dt.datetime) -> Markup:
         min_scale=2,
         max_scale=5,
         no_data_text="no data in this range",
-        value_formatter=_number,
+        value_formatter=number,
     )
     starts = window.starts(now)
     chart.x_labels = [
@@ -188,5 +189,5 @@ def _count_ticks(series: Series) -> list[int] | None:
     return list(range(int(peak) + 2)) if peak < 6 else None
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"

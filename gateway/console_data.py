@@ -13,6 +13,7 @@ import orjson
 from gateway import charts
 from gateway.api import banner
 from gateway.charts import Figure, Series, Window, aligned
+from gateway.delivery_stats import LATENCY_BOUNDS_MS, OUTCOMES, quantile
 from gateway.ingest import IDENTITY_COLUMNS
 from gateway.integrations import alert_day, alert_kind
 from gateway.notices import workspace_warnings
@@ -23,6 +24,16 @@ PAGE_SIZE = 50
 DIRECTIONS = ("inbound", "outbound")
 ALERT_SERIES = ("sent", "suppressed", "unknown")
 ALERT_COLORS = {"sent": "#2f9e61", "suppressed": "#9aa3b5", "unknown": "#d64545"}
+OUTCOME_COLORS = {
+    "stored": "#2f9e61",
+    "deduped": "#0e9fb0",
+    "ignored": "#9aa3b5",
+    "quarantined": "#e3a008",
+    "rejected": "#d64545",
+    "unavailable": "#8b5cf6",
+    "error": "#7f1d1d",
+}
+LATENCY_COLORS = {"p50": "#4457d6", "p99": "#ea7a2e"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,6 +119,17 @@ async def workspaces(db: Database, now: dt.datetime, alerts: list[Row]) -> list[
     return list(found.values())
 
 
+async def delivery_totals(db: Database, since: dt.datetime) -> list[dict[str, Any]]:
+    """Each provider's deliveries since ``since``: ``{"provider", "total", <outcome>: n}``, the
+    busiest first."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in await db.fetch_all("delivery_totals", since=since):
+        entry = found.setdefault(row["provider"], {"provider": row["provider"], "total": 0})
+        entry[row["outcome"]] = int(row["deliveries"])
+        entry["total"] += int(row["deliveries"])
+    return sorted(found.values(), key=lambda entry: (-entry["total"], entry["provider"]))
+
+
 def _job_type(source: str) -> str:
     """How an AI call's ``source`` is shown: its job type for a job, else as recorded."""
     return source.removeprefix("background_job:")
@@ -124,8 +146,64 @@ def _mean(totals: Series, counts: Series) -> Series:
     }
 
 
-async def chart_figures(db: Database, window: Window, now: dt.datetime) -> list[Figure]:
-    """The overview's charts over ``window`` up to ``now`` (the database's clock)."""
+async def delivery_figures(
+    db: Database, window: Window, now: dt.datetime, provider: str | None
+) -> list[Figure]:
+    """Deliveries by outcome, and their ack latency's p50 and p99 (estimated from the latency
+    buckets of ``delivery_stats``), over ``window``, from one provider or (None) all."""
+    starts = window.starts(now)
+    found = await db.fetch_all(
+        "chart_deliveries", since=window.since(now), bucket_s=window.bucket_s, provider=provider
+    )
+    by_outcome = aligned(found, starts, "outcome", "deliveries")
+    buckets: dict[int, list[tuple[int, float]]] = {}
+    for row in found:
+        buckets.setdefault(int(row["bucket"]), []).append(
+            (int(row["latency_le_ms"]), float(row["deliveries"]))
+        )
+    latency: Series = {
+        name: [quantile(buckets.get(start, ()), q) for start in starts]
+        for name, q in (("p50", 0.5), ("p99", 0.99))
+    }
+    note = "Estimated within latency buckets of {} ms, from request to answer.".format(
+        ", ".join(str(bound) for bound in LATENCY_BOUNDS_MS)
+    )
+    everything = [bucket for found_in in buckets.values() for bucket in found_in]
+    count = sum(n for _, n in everything)
+    if count:
+        mean = sum(float(row["latency_ms_sum"]) for row in found) / count
+        p50, p99 = quantile(everything, 0.5) or 0.0, quantile(everything, 0.99) or 0.0
+        overall = ", ".join(
+            f"{name} {charts.number(value)} ms"
+            for name, value in (("p50", p50), ("p99", p99), ("mean", mean))
+        )
+        note = f"Over the range: {overall}. {note}"
+    return [
+        Figure(
+            "deliveries",
+            "Deliveries by outcome",
+            "bars",
+            "deliveries",
+            {name: by_outcome[name] for name in OUTCOMES if name in by_outcome},
+            OUTCOME_COLORS,
+        ),
+        Figure(
+            "ack-latency",
+            "Ack latency p50 / p99",
+            "lines",
+            "ms",
+            latency if count else {},
+            LATENCY_COLORS,
+            note=note,
+        ),
+    ]
+
+
+async def chart_figures(
+    db: Database, window: Window, now: dt.datetime, provider: str | None = None
+) -> list[Figure]:
+    """The overview's charts over ``window`` up to ``now`` (the database's clock); the
+    deliveries' from ``provider`` only, when one is given."""
     starts = window.starts(now)
     params = {"since": window.since(now), "bucket_s": window.bucket_s}
     depth = await db.fetch_all("chart_queue_depth", **params)
@@ -154,6 +232,7 @@ async def chart_figures(db: Database, window: Window, now: dt.datetime) -> list[
     }
     colors = charts.colors_for(name for series in by_type.values() for name in series)
     return [
+        *await delivery_figures(db, window, now, provider),
         Figure(
             "queue-depth",
             "Job queue depth",

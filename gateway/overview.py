@@ -2,11 +2,11 @@
 ``gateway.charts``) over ``?range=1h|24h|7d`` on the database's clock, under tiles with the
 figures an operator reads first; then each workspace's set-up warnings (``gateway.notices``) and
 integration banners (with the day's alert and the repeats it suppressed), jobs by type and
-status, dedupe hits, cron runs (last start and end, outcome, when a breaker last opened), recent
-alerts with their outcome (an ``unknown`` one with the command that re-sends it),
-interested-lead notifications of unknown outcome, context packs, and pending quarantined
-deliveries.  Dedupe hits are not stored anywhere: the page reads this process's Prometheus
-counter (``hookgate_dedupe_hits_total``, by provider, since it started).
+status, deliveries by provider and outcome over the range, cron runs (last start and end,
+outcome, when a breaker last opened), recent alerts with their outcome (an ``unknown`` one with
+the command that re-sends it), interested-lead notifications of unknown outcome, context packs,
+and pending quarantined deliveries.  The delivery charts (``?provider=`` narrows them to one)
+and table read ``delivery_stats`` (``gateway.delivery_stats``): every replica's answers.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from gateway import console_data
 from gateway.charts import WINDOWS, Figure, draw
+from gateway.delivery_stats import OUTCOMES
 from gateway.integrations import alert_day
 from gateway.quarantine import pending_deliveries
 from gateway.runtime import Runtime
@@ -34,6 +35,7 @@ from sql import database_now
 ALERT_DAYS = 7
 JOB_STATUSES = ("pending", "running", "succeeded", "dead")
 DEFAULT_WINDOW = "24h"
+DELIVERY_CHARTS = ("deliveries", "ack-latency")  # ?provider= narrows these to one provider
 
 
 async def overview_page(request: Request, operator: Operator) -> Response:
@@ -41,15 +43,23 @@ async def overview_page(request: Request, operator: Operator) -> Response:
     window = WINDOWS.get(request.query_params.get("range") or DEFAULT_WINDOW)
     if window is None:
         raise BadFilter(f"range must be one of {', '.join(WINDOWS)}")
+    provider = request.query_params.get("provider") or None
+    if provider is not None and provider not in PROVIDERS:
+        raise BadFilter(f"provider must be one of {', '.join(PROVIDERS)}")
     crons: CronService | None = getattr(request.app.state, "crons", None)
     context = await collect(runtime, crons)
     now = await database_now(runtime.db)  # the charts cover every replica: the database's clock
-    figures = await console_data.chart_figures(runtime.db, window, now)
+    figures = await console_data.chart_figures(runtime.db, window, now, provider)
+    by_provider = await console_data.delivery_totals(runtime.db, window.since(now))
     page = {
         "tab": "overview",
         **dataclasses.asdict(context),
         "window": window,
         "windows": WINDOWS,
+        "provider": provider,
+        "providers": PROVIDERS,
+        "outcomes": OUTCOMES,
+        "by_provider": by_provider,
         "tiles": _tiles(context, figures),
         "charts": [
             {
@@ -58,6 +68,8 @@ async def overview_page(request: Request, operator: Operator) -> Response:
                 "unit": f.unit,
                 "peaks": f.peaks,
                 "totals": f.totals,
+                "note": f.note,
+                "per_provider": f.key in DELIVERY_CHARTS,
                 "svg": draw(f, window, now),
             }
             for f in figures
@@ -78,7 +90,13 @@ def _tiles(context: StatusContext, figures: list[Figure]) -> list[dict[str, Any]
     queued = sum(job["pending"] + job["running"] for job in context.jobs)
     dead = sum(job["dead"] for job in context.jobs)
     unknown = total("alerts", "unknown") + len(context.unknown_notifications)
+    turned_away = total("deliveries", "rejected") + total("deliveries", "unavailable")
     return [
+        {
+            "label": "Deliveries",
+            "value": total("deliveries"),
+            "sub": f"{turned_away:,} rejected or asked to retry",
+        },
         {
             "label": "Queue now",
             "value": queued,
@@ -108,7 +126,6 @@ class StatusContext:
     now: dt.datetime
     workspaces: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
-    dedupe_hits: list[dict[str, Any]]
     crons: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     unknown_notifications: list[dict[str, Any]]
@@ -125,17 +142,6 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
     jobs: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(JOB_STATUSES, 0))
     for row in await db.fetch_all("job_counts"):
         jobs[row["type"]][row["status"]] = int(row["n"])
-
-    registry = runtime.metrics.registry
-    dedupe = [
-        {
-            "provider": provider,
-            "hits": int(
-                registry.get_sample_value("hookgate_dedupe_hits_total", {"provider": provider}) or 0
-            ),
-        }
-        for provider in PROVIDERS
-    ]
 
     runs = {row["name"]: row for row in await db.fetch_all("list_cron_runs")}
     leases_now = await database_now(db)  # leases expire by the database's clock
@@ -171,7 +177,6 @@ async def collect(runtime: Runtime, crons: CronService | None) -> StatusContext:
         now=now,
         workspaces=await console_data.workspaces(db, now, alerts),
         jobs=[{"type": t, **counts} for t, counts in sorted(jobs.items())],
-        dedupe_hits=dedupe,
         crons=cron_rows,
         alerts=alerts,
         unknown_notifications=await unknown_notifications(db, limit=20),

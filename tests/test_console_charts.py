@@ -12,6 +12,7 @@ import pytest
 
 from gateway import console_data
 from gateway.charts import WINDOWS, Figure, draw, fold
+from gateway.delivery_stats import DeliveryStats
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from scheduler import queue
@@ -20,6 +21,16 @@ from sql import Database, database_now
 from tests.conftest import AppClient, make_settings, rows
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
+CHARTS = (
+    "deliveries",
+    "ack-latency",
+    "queue-depth",
+    "dead-jobs",
+    "ai-calls",
+    "ai-tokens",
+    "ai-latency",
+    "alerts",
+)
 
 
 @pytest.fixture
@@ -128,7 +139,7 @@ async def test_the_overview_draws_every_chart_as_svg_with_its_totals(
     await ai_call(db, "background_job:SMS_INBOUND_POST_PROCESS", now, 12, 30)
     page = await client.http.get("/status?range=1h", headers=ADMIN)
     assert page.status_code == 200
-    for key in ("queue-depth", "dead-jobs", "ai-calls", "ai-tokens", "ai-latency", "alerts"):
+    for key in CHARTS:
         section = re.search(
             rf'<section class="chart" id="chart-{key}">(.*?)</section>', page.text, re.S
         )
@@ -139,9 +150,57 @@ async def test_the_overview_draws_every_chart_as_svg_with_its_totals(
         assert (await client.http.get(f"/status?range={key}", headers=ADMIN)).status_code == 200
     bad = await client.http.get("/status?range=1y", headers=ADMIN)
     assert bad.status_code == 400 and "range must be one of 1h, 24h, 7d" in bad.text
+    narrowed = await client.http.get("/status?range=7d&provider=ghl", headers=ADMIN)
+    assert (
+        narrowed.status_code == 200 and 'href="/status?range=1h&amp;provider=ghl"' in narrowed.text
+    )
+    bad = await client.http.get("/status?provider=fax", headers=ADMIN)
+    assert bad.status_code == 400 and "provider must be one of emailbison, ghl" in bad.text
 
 
 def test_an_empty_range_says_so() -> None:
     now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
     svg = draw(Figure("x", "X", "bars", "jobs", {}), WINDOWS["1h"], now)
     assert "no data in this range" in svg and "<script src" not in svg
+
+
+async def test_deliveries_and_their_ack_latency_by_bucket_provider_and_range(db: Database) -> None:
+    """Deliveries recorded this minute and two minutes ago (on the database's clock) come back in
+    their buckets by outcome, with p50 and p99 from the latency buckets; ``provider`` narrows
+    both charts; the 24-hour range sums the minutes of a quarter hour."""
+    now = await database_now(db)
+    clock = now.timestamp()
+    stats = DeliveryStats(clock=lambda: clock)
+    for n in range(98):
+        stats.record("emailbison", "stored", 0.003 + n * 0.00001)  # the (2, 5] ms bucket
+    stats.record("emailbison", "deduped", 0.04)  # (20, 50]
+    stats.record("ghl", "rejected", 0.4)  # (200, 500]
+    clock -= 120
+    for _ in range(3):
+        stats.record("unipile", "unavailable", 0.0015)  # (1, 2]
+    assert await stats.flush(db)
+
+    figures = by_name(await console_data.chart_figures(db, WINDOWS["1h"], now))
+    deliveries = figures["deliveries"].series
+    assert list(deliveries) == ["stored", "deduped", "rejected", "unavailable"]  # outcome order
+    assert [deliveries[o][-1] for o in deliveries] == [98, 1, 1, 0]
+    assert deliveries["unavailable"][-3] == 3
+    latency = figures["ack-latency"].series
+    assert latency["p50"][-1] == pytest.approx(2 + 3 * 50 / 98)  # within (2, 5]
+    assert latency["p99"][-1] == pytest.approx(50)  # the 99th of 100: the deduped one, ≤ 50
+    assert latency["p50"][-3] == pytest.approx(1.5) and latency["p50"][-2] is None
+    assert "Estimated within latency buckets of 1, 2, 5" in figures["ack-latency"].note
+    assert ("stored", "98", "#2f9e61") in figures["deliveries"].totals
+
+    ghl = by_name(await console_data.chart_figures(db, WINDOWS["1h"], now, "ghl"))
+    assert {name: sum(values) for name, values in ghl["deliveries"].series.items()} == {
+        "rejected": 1
+    }
+    assert ghl["ack-latency"].series["p50"][-1] == pytest.approx(350)
+
+    day = by_name(await console_data.chart_figures(db, WINDOWS["24h"], now))
+    assert len(day["deliveries"].series["stored"]) == 96
+    assert sum(day["deliveries"].series["unavailable"]) == 3
+    totals = await console_data.delivery_totals(db, WINDOWS["1h"].since(now))
+    assert totals[0] == {"provider": "emailbison", "total": 99, "stored": 98, "deduped": 1}
+    assert [t["provider"] for t in totals] == ["emailbison", "unipile", "ghl"]

@@ -3,3 +3,10 @@
 
 -- name: purge_delivery_stats
 DELETE FROM delivery_stats WHERE minute < now_plus(-CAST(:keep_s AS double precision));
+
+-- name: delivery_totals
+-- Deliveries by provider and outcome since :since (the overview's table under the charts).
+SELECT provider, outcome, sum(deliveries) AS deliveries
+FROM delivery_stats
+WHERE minute >= :since
+GROUP BY provider, outcome;
