@@ -156,6 +156,7 @@ _SHIFTS = (
     _shift("ai_interactions", "created_at >= $1", "created_at"),
     _shift("webhook_quarantine", "received_at >= $1", "received_at", "updated_at"),
     _shift("job_queue_samples", "minute >= date_trunc('minute', $1::timestamptz)", "minute"),
+    _shift("delivery_stats", "minute >= date_trunc('minute', $1::timestamptz)", "minute"),
 )
 
 
@@ -185,18 +186,32 @@ def _round_traffic(
 
 OPENED = {"event": {"type": "EMAIL_OPENED"}, "data": {}}
 DEATHS = (12, 27, 28, 45)  # minutes of the busy hour in which a job dies
+STALE_TOKEN = range(41, 47)  # minutes in which a sender still uses an old token (answered 401)
+EARLIER_H = 6  # one round of traffic this many hours before the busy hour (in 24h, not in 1h)
+EARLIER_ROUND = 1000  # its traffic: _round_traffic(EARLIER_ROUND)
+
+
+async def _stale_token(http: httpx2.AsyncClient, workspace: CreatedWorkspace, minute: int) -> None:
+    url = f"/webhooks/instantly/{workspace.id}?token=rotated-last-week"
+    payload = fixture_json("instantly/reply_received.json")
+    for _ in range(1 + minute % 3):
+        assert (await http.post(url, content=encode(payload))).status_code == 401
 
 
 async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minutes: int) -> None:
-    """``minutes`` minutes of traffic in a few seconds (PostgreSQL): each round is a real run —
-    deliveries through the app, a queue sample, the job runner with the model answering in
-    20-90 ms — after which what the round stored is moved back to its minute."""
+    """``minutes`` minutes of traffic in a few seconds (PostgreSQL), and one round
+    ``EARLIER_H`` hours before them: each round is a real run — deliveries through the app (the
+    delivery stats they record written at its end), a queue sample, the job runner with the
+    model answering in 20-90 ms — after which what the round stored is moved back to its
+    minute."""
     app = create_app(settings)
+    rounds = [(EARLIER_ROUND, EARLIER_H * 60 + minutes - 1)]
+    rounds += [(minute, minutes - 1 - minute) for minute in range(minutes)]
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://console") as http:
-            for minute in range(minutes):
+            for minute, back in rounds:
                 started = await database_now(runtime.db)
                 delay = 0.02 + 0.07 * (1 + math.sin(minute / 5)) / 2
                 openai.script(
@@ -204,6 +219,8 @@ async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minu
                 )
                 for delivery in _round_traffic(minute, seeded.acme, seeded.globex):
                     await _deliver(http, *delivery)
+                if minute in STALE_TOKEN:
+                    await _stale_token(http, seeded.globex, minute)
                 if minute in DEATHS:
                     await queue.enqueue(
                         runtime.db,
@@ -213,5 +230,6 @@ async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minu
                     )
                 await sample_queue_depth(runtime.db)
                 await _run_jobs(runtime)
+                assert await runtime.delivery_stats.flush(runtime.db)
                 for shift in _SHIFTS:
-                    await rows(settings.database_url, shift, started, minutes - 1 - minute)
+                    await rows(settings.database_url, shift, started, back)

@@ -19,7 +19,7 @@ from playwright.async_api import Page, async_playwright
 from gateway.settings import Settings
 from tests.browser import ARTIFACTS, launch_chromium
 from tests.conftest import LiveServer, rows, start_server, stop_server
-from tests.console_support import DEAD_JOB_TYPE, DEATHS, Seeded, busy_hour, seed
+from tests.console_support import DEAD_JOB_TYPE, DEATHS, STALE_TOKEN, Seeded, busy_hour, seed
 from tests.crons_support import cron_settings
 from tests.fakes import FakeServer
 
@@ -223,7 +223,25 @@ async def test_each_action_clicked_changes_its_rows_and_is_audited(console: Cons
     assert console.audit()[0]["actor"].startswith("session:")
 
 
-CHARTS = ("queue-depth", "dead-jobs", "ai-calls", "ai-tokens", "ai-latency", "alerts")
+CHARTS = (
+    "deliveries",
+    "ack-latency",
+    "queue-depth",
+    "dead-jobs",
+    "ai-calls",
+    "ai-tokens",
+    "ai-latency",
+    "alerts",
+)
+
+
+async def legend(page: Page, key: str) -> dict[str, str]:
+    """A chart's legend: each series' figure by name."""
+    found = {}
+    for text in await page.locator(f"#chart-{key} .figures .key").all_inner_texts():
+        figure, _, name = text.strip().rpartition(" ")
+        found[name] = figure
+    return found
 
 
 async def test_the_overview_charts_a_seeded_run(console: Console, fake_openai: FakeServer) -> None:
@@ -241,6 +259,31 @@ async def test_the_overview_charts_a_seeded_run(console: Console, fake_openai: F
     assert figures["dead-jobs"] == f"{1 + len(DEATHS)} {DEAD_JOB_TYPE}"
     assert "EMAIL_INBOUND_POST_PROCESS" in figures["ai-calls"]
     assert "2 sent" in figures["alerts"] and "1 unknown" in figures["alerts"]
+    hour = await legend(page, "deliveries")
+    assert set(hour) == {"stored", "deduped", "ignored", "quarantined", "rejected"}
+    assert int(hour["rejected"]) == sum(1 + m % 3 for m in STALE_TOKEN)
+    # The burst of unreadable payloads, and the seed's two unless they shared a minute with the
+    # earlier round (moved hours back with it: delivery stats are kept by the minute).
+    assert int(hour["quarantined"]) in (15, 17)
+    latency = await legend(page, "ack-latency")
+    assert set(latency) == {"p50", "p99"} and all(v.startswith("peak ") for v in latency.values())
+    note = await page.locator("#chart-ack-latency .note").inner_text()
+    assert note.startswith("Over the range: p50 ") and "Estimated within latency buckets" in note
+    stored_bars = page.locator("#chart-deliveries svg .series").first.locator("rect")
+    assert await stored_bars.count() == 60  # a bar a minute
     await console.shot("overview")
-    await page.set_viewport_size({"width": 1440, "height": 1320})
+    await page.set_viewport_size({"width": 1440, "height": 1712})
     await page.screenshot(path=str(ARTIFACTS / "console.png"))  # the README's (docs/console.png)
+
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    await page.click(".toolbar .ranges a:text('24h')")  # the round hours earlier comes in
+    await page.wait_for_url("**range=24h")
+    day = await legend(page, "deliveries")
+    assert int(day["stored"]) > int(hour["stored"]) and day["rejected"] == hour["rejected"]
+    assert "per 15 minutes" in await page.locator("#chart-deliveries h2").inner_text()
+    assert await stored_bars.count() == 96  # a bar a quarter hour
+    await page.click("#chart-deliveries .providers a:text('instantly')")
+    await page.wait_for_url("**provider=instantly")
+    # The seed's one Instantly reply, and the sender with the old token.
+    assert await legend(page, "deliveries") == {"stored": "1", "rejected": hour["rejected"]}
+    assert await page.locator("#deliveries tr[data-provider]").count() == 4
