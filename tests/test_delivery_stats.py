@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.delivery_stats import ABOVE_MS, DeliveryStats, quantile
+from gateway.delivery_stats import ABOVE_MS, DeliveryStats, flushing, quantile
 from gateway.settings import Settings
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from sql import Database, connect
@@ -185,6 +185,28 @@ async def test_a_failed_write_keeps_its_counts_for_the_next_and_past_the_cap_dro
             await target.close()
     found = stored(await rows(settings.database_url, TABLE))
     assert found == [(MINUTE + m, "unipile", "stored", 2, m + 1, 2.0 * (m + 1)) for m in (2, 3, 4)]
+
+
+async def test_the_flusher_writes_every_interval_and_at_the_end_and_purges_old_minutes(
+    db: Database, settings: Settings
+) -> None:
+    url = settings.database_url
+    stale = "INSERT INTO delivery_stats VALUES ($1, 'ghl', 'stored', 1, 1, 0.5)"
+    await rows(url, stale, dt.datetime.now(dt.UTC) - dt.timedelta(days=9))
+    stats = DeliveryStats()
+    async with flushing(stats, db, interval_s=0.05):
+        stats.record("smartlead", "stored", 0.002)
+        for _ in range(100):  # bounded: the first flush comes within 0.05 s
+            found = await rows(url, TABLE)
+            if [r["provider"] for r in found] == ["smartlead"]:
+                break
+            await asyncio.sleep(0.05)
+        assert totals(found) == {("smartlead", "stored"): 1}  # written, and the old minute gone
+        stats.record("smartlead", "ignored", 0.002)
+    assert totals(await rows(url, TABLE)) == {
+        ("smartlead", "stored"): 1,
+        ("smartlead", "ignored"): 1,  # the last flush, as the block ended
+    }
 
 
 def test_quantiles_come_from_the_bucket_counts() -> None:

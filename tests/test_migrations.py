@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "context_pack_items",
     "cron_leases",
     "webhook_quarantine",
+    "delivery_stats",
     "schema_migrations",
 }
 

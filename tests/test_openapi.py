@@ -41,8 +41,11 @@ pytestmark = pytest.mark.fault
 ADMIN_TOKEN = "admin-test-token"
 CRON_SECRET = "cron-test-secret"
 WEBHOOK = "/webhooks/{provider}/{workspace_id}"
+# Every table a request may write, but delivery_stats: every answer, a refusal too, is counted.
 COUNT_ROWS = "SELECT " + ", ".join(
-    f"(SELECT count(*) FROM {table}) AS {table}" for table in TABLES.split(", ")
+    f"(SELECT count(*) FROM {table}) AS {table}"
+    for table in TABLES.split(", ")
+    if table != "delivery_stats"
 )
 
 
