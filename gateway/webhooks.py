@@ -5,7 +5,8 @@ provider's own checks all come before any write; the body is parsed only once th
 known to be the workspace's provider.  Then the provider's parser normalises the delivery and
 ``gateway.ingest`` stores it.  A JSON object the parser cannot read is kept raw in the quarantine
 (``gateway.quarantine``) and answered 202 (200 to Unipile, which retries anything else), for
-replay once the parser is fixed.
+replay once the parser is fixed.  Every answer is counted once, in ``_answered``: the Prometheus
+counters and ``delivery_stats`` (its outcome and the time since the handler began).
 """
 
 from __future__ import annotations
