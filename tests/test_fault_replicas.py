@@ -1,6 +1,7 @@
 """Three ``hookgate serve`` replicas on one PostgreSQL, 3,000 deliveries spread across them at
 random with 30% duplicates sent concurrently: exactly one message per key, one job per message,
-every job run once to success, and every cron tick run by one replica."""
+every job run once to success, every answer counted once in delivery_stats, and every cron tick
+run by one replica."""
 
 from __future__ import annotations
 
@@ -104,6 +105,16 @@ async def test_three_replicas_store_run_and_tick_exactly_once(
         "HAVING count(*) > 1) AS doubled",
     )
     assert per_message[0]["n"] == 0
+    # Every replica's answers are in delivery_stats (its flusher's, and its last at shutdown).
+    stats = await rows(
+        postgres_url,
+        "SELECT outcome, CAST(sum(deliveries) AS bigint) AS n FROM delivery_stats "
+        "GROUP BY outcome ORDER BY outcome",
+    )
+    assert stats == [
+        {"outcome": "deduped", "n": DELIVERIES - UNIQUE},
+        {"outcome": "stored", "n": UNIQUE},
+    ]
 
     # Each replica schedules a tick every HEALTH_INTERVAL_S; a tick run by two replicas would
     # show as two checks of the account a few milliseconds apart.  Counted once the storm is
