@@ -282,6 +282,7 @@ async def test_the_overview_charts_a_seeded_run(console: Console, fake_openai: F
     assert int(day["stored"]) > int(hour["stored"]) and day["rejected"] == hour["rejected"]
     assert "per 15 minutes" in await page.locator("#chart-deliveries h2").inner_text()
     assert await stored_bars.count() == 96  # a bar a quarter hour
+    await console.shot("overview-24h")
     await page.click("#chart-deliveries .providers a:text('instantly')")
     await page.wait_for_url("**provider=instantly")
     # The seed's one Instantly reply, and the sender with the old token.
