@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any
 
 import httpx2
 
 from gateway.app import create_app
+from gateway.delivery_stats import DeliveryStats
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
@@ -156,7 +158,6 @@ _SHIFTS = (
     _shift("ai_interactions", "created_at >= $1", "created_at"),
     _shift("webhook_quarantine", "received_at >= $1", "received_at", "updated_at"),
     _shift("job_queue_samples", "minute >= date_trunc('minute', $1::timestamptz)", "minute"),
-    _shift("delivery_stats", "minute >= date_trunc('minute', $1::timestamptz)", "minute"),
 )
 
 
@@ -200,10 +201,15 @@ async def _stale_token(http: httpx2.AsyncClient, workspace: CreatedWorkspace, mi
 
 async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minutes: int) -> None:
     """``minutes`` minutes of traffic in a few seconds (PostgreSQL), and one round
-    ``EARLIER_H`` hours before them: each round is a real run — deliveries through the app (the
-    delivery stats they record written at its end), a queue sample, the job runner with the
-    model answering in 20-90 ms — after which what the round stored is moved back to its
-    minute."""
+    ``EARLIER_H`` hours before them: each round is a real run — deliveries through the app, a
+    queue sample, the job runner with the model answering in 20-90 ms — after which what the
+    round stored is moved back to its minute.  The delivery stats are recorded on a clock set
+    back to the round's minute and written at its end (moving them after would merge minutes a
+    round straddles)."""
+    # The seed's queue sample is moved out of the way of the minutes the rounds are moved to.
+    await rows(
+        settings.database_url, "UPDATE job_queue_samples SET minute = minute - '2 h'::interval"
+    )
     app = create_app(settings)
     rounds = [(EARLIER_ROUND, EARLIER_H * 60 + minutes - 1)]
     rounds += [(minute, minutes - 1 - minute) for minute in range(minutes)]
@@ -213,6 +219,9 @@ async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minu
         async with httpx2.AsyncClient(transport=transport, base_url="http://console") as http:
             for minute, back in rounds:
                 started = await database_now(runtime.db)
+                runtime.delivery_stats = DeliveryStats(
+                    clock=lambda back=back: time.time() - 60 * back
+                )
                 delay = 0.02 + 0.07 * (1 + math.sin(minute / 5)) / 2
                 openai.script(
                     "POST", "/v1/chat/completions", Reply(json=chat_completion(), delay_s=delay)
