@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
 
 import httpx2
@@ -203,9 +202,8 @@ async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minu
     """``minutes`` minutes of traffic in a few seconds (PostgreSQL), and one round
     ``EARLIER_H`` hours before them: each round is a real run — deliveries through the app, a
     queue sample, the job runner with the model answering in 20-90 ms — after which what the
-    round stored is moved back to its minute.  The delivery stats are recorded on a clock set
-    back to the round's minute and written at its end (moving them after would merge minutes a
-    round straddles)."""
+    round stored is moved back to its minute, the last one ending in the minute the busy hour
+    began.  The delivery stats are recorded on a clock that reads the round's minute."""
     # The seed's queue sample is moved out of the way of the minutes the rounds are moved to.
     await rows(
         settings.database_url, "UPDATE job_queue_samples SET minute = minute - '2 h'::interval"
@@ -215,13 +213,14 @@ async def busy_hour(settings: Settings, seeded: Seeded, openai: FakeServer, minu
     rounds += [(minute, minutes - 1 - minute) for minute in range(minutes)]
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
+        base = int((await database_now(runtime.db)).timestamp()) // 60
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://console") as http:
-            for minute, back in rounds:
+            for minute, before_base in rounds:
                 started = await database_now(runtime.db)
-                runtime.delivery_stats = DeliveryStats(
-                    clock=lambda back=back: time.time() - 60 * back
-                )
+                back = int(started.timestamp()) // 60 - base + before_base  # minutes to move
+                target_s = (base - before_base) * 60 + 30
+                runtime.delivery_stats = DeliveryStats(clock=lambda t=target_s: float(t))
                 delay = 0.02 + 0.07 * (1 + math.sin(minute / 5)) / 2
                 openai.script(
                     "POST", "/v1/chat/completions", Reply(json=chat_completion(), delay_s=delay)
