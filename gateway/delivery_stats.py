@@ -8,6 +8,9 @@ replica's, or this process's earlier writes).  Every process that serves webhook
 ``flushing``: a ``flush`` in a short transaction of its own every ``DELIVERY_STATS_FLUSH_S``
 seconds and once at shutdown, and once an hour a purge of minutes older than ``KEEP_S``.
 
+A ``deduped`` answer also names the message it is a copy of: the same writes add those copies
+to ``message_copies`` (the console's messages list shows them).
+
 Latency falls into fixed buckets (``LATENCY_BOUNDS_MS``, each row naming its upper bound), so the
 p50 and p99 of any set of rows come from their summed counts: ``quantile`` estimates within the
 bucket the rank falls in (the console says so).  Minutes are this process's clock's.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -43,8 +47,18 @@ PURGE_EVERY_S = 3600
 _BOUNDS_S = tuple(bound / 1000 for bound in LATENCY_BOUNDS_MS)
 _LE_MS = (*LATENCY_BOUNDS_MS, ABOVE_MS)
 
+MAX_COPIES = 10_000  # message ids with copies pending, past which the oldest are dropped
+
 Key = tuple[int, str, str, int]  # (epoch minute, provider, outcome, latency bucket index)
 Counts = dict[Key, list[float]]  # key: [deliveries, latency seconds summed]
+
+
+@dataclasses.dataclass(slots=True)
+class Pending:
+    """What waits to be written: the counts, and the deduped copies by message id."""
+
+    counts: Counts = dataclasses.field(default_factory=dict)
+    copies: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 class DeliveryStats:
@@ -56,22 +70,28 @@ class DeliveryStats:
         on_drop: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pending: Counts = {}
+        self._pending = Pending()
         self._max_minutes = max_minutes
         self._on_drop = on_drop
         self._clock = clock
 
-    def record(self, provider: str, outcome: str, latency_s: float) -> None:
-        """One answered delivery: its ``outcome`` (one of ``OUTCOMES``) and how long it took."""
+    def record(
+        self, provider: str, outcome: str, latency_s: float, copy_of: int | None = None
+    ) -> None:
+        """One answered delivery: its ``outcome`` (one of ``OUTCOMES``), how long it took, and
+        for a ``deduped`` one the message it is a copy of."""
+        if copy_of is not None:
+            copies = self._pending.copies
+            copies[copy_of] = copies.get(copy_of, 0) + 1
         key = (
             int(self._clock() // 60),
             provider,
             outcome,
             bisect.bisect_left(_BOUNDS_S, latency_s),
         )
-        entry = self._pending.get(key)
+        entry = self._pending.counts.get(key)
         if entry is None:
-            self._pending[key] = [1, latency_s]
+            self._pending.counts[key] = [1, latency_s]
         else:
             entry[0] += 1
             entry[1] += latency_s
@@ -79,46 +99,56 @@ class DeliveryStats:
     @property
     def pending(self) -> int:
         """Deliveries recorded and not yet written."""
-        return int(sum(entry[0] for entry in self._pending.values()))
+        return int(sum(entry[0] for entry in self._pending.counts.values()))
 
-    async def write(self, conn: Connection) -> Counts:
-        """Add everything pending to ``delivery_stats`` with one statement on ``conn`` (the
-        caller's transaction, which should end soon: on PostgreSQL it now holds the rows of this
-        minute until it commits).  Returns what it wrote: a caller whose transaction then rolls
-        back gives it back with ``keep``.  When the statement itself raises, the counts are kept
-        already and the error propagates (a transaction whose statement failed is lost anyway);
-        nothing else here raises."""
-        taken, self._pending = self._pending, {}
-        if taken:
-            try:
-                await conn.execute("add_delivery_stats", rows=_encode(taken))
-            except BaseException:
-                self.keep(taken)
-                raise
+    async def write(self, conn: Connection) -> Pending:
+        """Add everything pending to ``delivery_stats`` (and the copies to ``message_copies``)
+        with one statement each on ``conn``: the caller's transaction, which should end soon (on
+        PostgreSQL it now holds the rows of this minute until it commits).  Returns what it
+        wrote: a caller whose transaction then rolls back gives it back with ``keep``.  When a
+        statement itself raises, the counts are kept already and the error propagates (a
+        transaction whose statement failed is lost anyway); nothing else here raises."""
+        taken, self._pending = self._pending, Pending()
+        try:
+            if taken.counts:
+                await conn.execute("add_delivery_stats", rows=_encode(taken.counts))
+            if taken.copies:
+                copies = orjson.dumps(list(taken.copies.items())).decode()
+                await conn.execute("add_message_copies", copies=copies)
+        except BaseException:
+            self.keep(taken)
+            raise
         return taken
 
-    def keep(self, counts: Counts) -> None:
-        """Put back counts that were not written; past ``max_minutes`` distinct minutes, drop
-        the oldest and count what was dropped."""
-        for key, (deliveries, latency_s) in counts.items():
-            entry = self._pending.get(key)
+    def keep(self, pending: Pending) -> None:
+        """Put back what was not written; past ``max_minutes`` distinct minutes, drop the
+        oldest and count what was dropped (and past ``MAX_COPIES`` ids, the oldest copies)."""
+        counts = self._pending.counts
+        for key, (deliveries, latency_s) in pending.counts.items():
+            entry = counts.get(key)
             if entry is None:
-                self._pending[key] = [deliveries, latency_s]
+                counts[key] = [deliveries, latency_s]
             else:
                 entry[0] += deliveries
                 entry[1] += latency_s
-        minutes = sorted({key[0] for key in self._pending})
+        copies = self._pending.copies
+        for message_id, n in pending.copies.items():
+            copies[message_id] = copies.get(message_id, 0) + n
+        for message_id in list(copies)[: max(len(copies) - MAX_COPIES, 0)]:
+            del copies[message_id]
+        minutes = sorted({key[0] for key in counts})
         if len(minutes) > self._max_minutes:
             oldest_kept = minutes[-self._max_minutes]
-            self._drop(key for key in self._pending if key[0] < oldest_kept)
+            self._drop(key for key in counts if key[0] < oldest_kept)
 
     def drop_all(self) -> None:
         """Give up on what is pending (counted as dropped): the process is ending and the last
         write failed."""
-        self._drop(self._pending)
+        self._pending.copies.clear()
+        self._drop(self._pending.counts)
 
     def _drop(self, keys: Iterable[Key]) -> None:
-        dropped = [self._pending.pop(key) for key in list(keys)]
+        dropped = [self._pending.counts.pop(key) for key in list(keys)]
         deliveries = sum(entry[0] for entry in dropped)
         if deliveries:
             if self._on_drop is not None:
@@ -128,7 +158,7 @@ class DeliveryStats:
     async def flush(self, db: Database) -> bool:
         """Write what is pending in a transaction of its own; False (counts kept) when the
         database cannot take it."""
-        written: Counts = {}
+        written = Pending()
         try:
             async with db.transaction() as conn:
                 written = await self.write(conn)

@@ -164,23 +164,24 @@ async def receive(request: Request) -> Response:
     if body.get("quarantined"):
         _answered(runtime, provider, "quarantined", started)
         return json_response(provider.quarantine_status, body)
-    _answered(
-        runtime,
-        provider,
-        "deduped" if body.get("deduped") else "ignored" if body.get("ignored") else "stored",
-        started,
-    )
+    if body.get("deduped"):
+        _answered(runtime, provider, "deduped", started, copy_of=body.get("message_id"))
+    else:
+        _answered(runtime, provider, "ignored" if body.get("ignored") else "stored", started)
     return json_response(200, body)
 
 
-def _answered(runtime: Runtime, provider: Provider, outcome: str, started: float) -> None:
+def _answered(
+    runtime: Runtime, provider: Provider, outcome: str, started: float, copy_of: int | None = None
+) -> None:
     """What every answered delivery records, once, by outcome: ``stored``, ``deduped``,
     ``ignored``, ``quarantined``, ``rejected_<status>``, ``unavailable`` or ``error``.  The
     Prometheus counters, and ``delivery_stats`` (``rejected_<status>`` as ``rejected``) with the
-    latency since the handler began."""
+    latency since the handler began and, for a deduped one, the message it is a copy of."""
     runtime.metrics.count_webhook(provider.name, outcome)
     stats_outcome = "rejected" if outcome.startswith("rejected_") else outcome
-    runtime.delivery_stats.record(provider.name, stats_outcome, time.perf_counter() - started)
+    latency_s = time.perf_counter() - started
+    runtime.delivery_stats.record(provider.name, stats_outcome, latency_s, copy_of)
 
 
 async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dict[str, Any]:

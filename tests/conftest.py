@@ -49,9 +49,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
 
 TABLES = (
-    "delivery_stats, job_queue_samples, webhook_quarantine, cron_leases, context_pack_items, "
-    "context_packs, alerts, integration_health, ai_drafts, ai_interactions, background_jobs, "
-    "messages, leads, workspaces"
+    "delivery_stats, message_copies, job_queue_samples, webhook_quarantine, cron_leases, "
+    "context_pack_items, context_packs, alerts, integration_health, ai_drafts, ai_interactions, "
+    "background_jobs, messages, leads, workspaces"
 )
 
 

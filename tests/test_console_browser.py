@@ -105,6 +105,7 @@ async def test_lists_filters_and_detail_views(console: Console) -> None:
     workspaces = await cells(page, "#messages", 3)
     assert sorted(set(workspaces)) == ["Acme Outbound", "Globex Sales"]
     assert len(workspaces) == 7  # the copy is deduped into its first message
+    assert sorted(await cells(page, "#messages", 9)) == [""] * 6 + ["1"]  # and counted there
     await page.select_option("select[name=workspace]", seeded.globex.id)
     await page.click("form.filters button[type=submit]")
     await page.wait_for_url("**workspace=*")

@@ -77,19 +77,26 @@ async def test_a_write_adds_each_key_once_and_a_second_write_adds_to_it(
     stats.record("emailbison", "stored", 0.010)  # exactly 10 ms: the ≤ 10 ms bucket
     stats.record("ghl", "rejected", 12.5)  # slower than every bound
     clock.now += 60
-    stats.record("emailbison", "deduped", 0.0005)
+    stats.record("emailbison", "deduped", 0.0005, copy_of=7)
     assert stats.pending == 5
     assert await stats.flush(db)
     assert stats.pending == 0
-    stats.record("emailbison", "deduped", 0.0007)
+    stats.record("emailbison", "deduped", 0.0007, copy_of=7)
+    stats.record("emailbison", "deduped", 0.0007, copy_of=8)
     async with db.transaction() as conn:
         written = await stats.write(conn)
-    assert list(written) == [(MINUTE + 1, "emailbison", "deduped", 0)]
+    assert list(written.counts) == [(MINUTE + 1, "emailbison", "deduped", 0)]
+    assert written.copies == {7: 1, 8: 1}
+    copies = "SELECT message_id, copies FROM message_copies ORDER BY message_id"
+    assert await rows(settings.database_url, copies) == [
+        {"message_id": 7, "copies": 2},
+        {"message_id": 8, "copies": 1},
+    ]
     assert stored(await rows(settings.database_url, TABLE)) == [
         (MINUTE, "emailbison", "stored", 5, 2, 7.3),
         (MINUTE, "emailbison", "stored", 10, 1, 10.0),
         (MINUTE, "ghl", "rejected", ABOVE_MS, 1, 12500.0),
-        (MINUTE + 1, "emailbison", "deduped", 1, 2, 1.2),
+        (MINUTE + 1, "emailbison", "deduped", 1, 3, 1.9),
     ]
 
 
@@ -175,16 +182,26 @@ async def test_a_failed_write_keeps_its_counts_for_the_next_and_past_the_cap_dro
             for minute in range(5):  # five minutes of deliveries while the database is away
                 for _ in range(minute + 1):
                     stats.record("unipile", "stored", 0.002)
+                stats.record("unipile", "deduped", 0.002, copy_of=minute)
                 assert not await stats.flush(target)
                 clock.now += 60
-            assert dropped == [1, 2]  # minutes 0 and 1: past three minutes pending
-            assert stats.pending == 3 + 4 + 5
+            assert dropped == [2, 3]  # minutes 0 and 1: past three minutes pending
+            assert stats.pending == 4 + 5 + 6
             await down(False)
             await retried(lambda: stats.flush(target))
         finally:
             await target.close()
     found = stored(await rows(settings.database_url, TABLE))
-    assert found == [(MINUTE + m, "unipile", "stored", 2, m + 1, 2.0 * (m + 1)) for m in (2, 3, 4)]
+    assert found == [
+        row
+        for m in (2, 3, 4)
+        for row in (
+            (MINUTE + m, "unipile", "deduped", 2, 1, 2.0),
+            (MINUTE + m, "unipile", "stored", 2, m + 1, 2.0 * (m + 1)),
+        )
+    ]
+    kept = await rows(settings.database_url, "SELECT message_id, copies FROM message_copies")
+    assert sorted(row["message_id"] for row in kept) == [0, 1, 2, 3, 4]  # ids are capped apart
 
 
 async def test_the_flusher_writes_every_interval_and_at_the_end_and_purges_old_minutes(
@@ -264,7 +281,9 @@ async def test_every_answer_through_the_app_is_counted_by_outcome(database_url: 
                     ]
 
                 assert await answers([good] * n, [delivery(i) for i in range(n)]) == [200] * n
-                assert await answers([good] * n, [delivery(0)] * n) == [200] * n  # deduped
+                first = await http.post(good, content=delivery(0))  # the first of n copies
+                first_id = first.json()["message_id"]
+                assert await answers([good] * (n - 1), [delivery(0)] * (n - 1)) == [200] * (n - 1)
                 ignored = [delivery(100 + i, "EMAIL_OPENED") for i in range(n)]
                 assert await answers([good] * n, ignored) == [200] * n
                 unreadable = [
@@ -291,6 +310,8 @@ async def test_every_answer_through_the_app_is_counted_by_outcome(database_url: 
                 finally:
                     for statement in UNBOOM[dialect]:
                         await rows(database_url, statement)
+    copies = await rows(database_url, "SELECT message_id, copies FROM message_copies")
+    assert copies == [{"message_id": first_id, "copies": n}]  # the n copies of the first reply
     found = await rows(database_url, TABLE)
     assert totals(found) == {
         ("emailbison", "stored"): n,

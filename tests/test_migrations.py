@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "cron_leases",
     "webhook_quarantine",
     "delivery_stats",
+    "message_copies",
     "schema_migrations",
 }
 

@@ -14,3 +14,10 @@ CREATE TABLE delivery_stats (
     latency_ms_sum  double precision NOT NULL,
     PRIMARY KEY (minute, provider, outcome, latency_le_ms)
 );
+
+-- How many deliveries were answered `deduped` as copies of each message (the console's messages
+-- list), added by the same writes.  No foreign key: these writes stay off the messages' rows.
+CREATE TABLE message_copies (
+    message_id  bigint PRIMARY KEY,
+    copies      bigint NOT NULL
+);

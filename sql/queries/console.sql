@@ -8,10 +8,12 @@ SELECT m.id, m.workspace_id, w.name AS workspace_name, m.provider, m.channel, m.
        m.interested, m.lead_id, l.email AS lead_email, l.phone AS lead_phone,
        l.linkedin_id AS lead_linkedin_id, l.first_name AS lead_first_name,
        l.last_name AS lead_last_name, m.email_bison_reply_id, m.inboxxia_scheduled_email_id,
-       m.ghl_id, m.ai_draft_id, m.unipile_message_id, m.webhook_dedupe_key
+       m.ghl_id, m.ai_draft_id, m.unipile_message_id, m.webhook_dedupe_key,
+       COALESCE(c.copies, 0) AS deduped_copies
 FROM messages m
 JOIN workspaces w ON w.id = m.workspace_id
 LEFT JOIN leads l ON l.id = m.lead_id
+LEFT JOIN message_copies c ON c.message_id = m.id
 WHERE (CAST(:workspace_id AS TEXT) IS NULL OR m.workspace_id = :workspace_id)
   AND (CAST(:provider AS TEXT) IS NULL OR m.provider = :provider)
   AND (CAST(:direction AS TEXT) IS NULL OR m.direction = :direction)
@@ -23,10 +25,12 @@ LIMIT :limit;
 -- name: console_message
 SELECT m.*, w.name AS workspace_name, l.email AS lead_email, l.phone AS lead_phone,
        l.linkedin_id AS lead_linkedin_id, l.first_name AS lead_first_name,
-       l.last_name AS lead_last_name, l.company AS lead_company, l.status AS lead_status
+       l.last_name AS lead_last_name, l.company AS lead_company, l.status AS lead_status,
+       COALESCE(c.copies, 0) AS deduped_copies
 FROM messages m
 JOIN workspaces w ON w.id = m.workspace_id
 LEFT JOIN leads l ON l.id = m.lead_id
+LEFT JOIN message_copies c ON c.message_id = m.id
 WHERE m.id = :id;
 
 -- name: console_message_jobs

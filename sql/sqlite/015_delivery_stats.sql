@@ -10,3 +10,8 @@ CREATE TABLE delivery_stats (
     latency_ms_sum  REAL NOT NULL,
     PRIMARY KEY (minute, provider, outcome, latency_le_ms)
 );
+
+CREATE TABLE message_copies (
+    message_id  INTEGER PRIMARY KEY,
+    copies      INTEGER NOT NULL
+);

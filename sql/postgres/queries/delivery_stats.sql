@@ -14,6 +14,14 @@ ON CONFLICT (minute, provider, outcome, latency_le_ms) DO UPDATE
 SET deliveries = s.deliveries + excluded.deliveries,
     latency_ms_sum = s.latency_ms_sum + excluded.latency_ms_sum;
 
+-- name: add_message_copies
+-- :copies is a JSON array of [message id, copies], each id once, added in id order.
+INSERT INTO message_copies AS c (message_id, copies)
+SELECT CAST(r ->> 0 AS bigint), CAST(r ->> 1 AS bigint)
+FROM jsonb_array_elements(CAST(:copies AS jsonb)) AS r
+ORDER BY 1
+ON CONFLICT (message_id) DO UPDATE SET copies = c.copies + excluded.copies;
+
 -- name: chart_deliveries
 -- Deliveries by bucket of :bucket_s seconds since :since (named by its start in epoch seconds),
 -- outcome and latency bucket; :provider NULL for every provider.

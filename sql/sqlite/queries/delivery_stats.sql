@@ -13,6 +13,13 @@ ON CONFLICT (minute, provider, outcome, latency_le_ms) DO UPDATE
 SET deliveries = deliveries + excluded.deliveries,
     latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum;
 
+-- name: add_message_copies
+INSERT INTO message_copies (message_id, copies)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+FROM json_each(:copies)
+WHERE true
+ON CONFLICT (message_id) DO UPDATE SET copies = copies + excluded.copies;
+
 -- name: chart_deliveries
 SELECT CAST(strftime('%s', minute) AS INTEGER) / :bucket_s * :bucket_s AS bucket,
        outcome, latency_le_ms, sum(deliveries) AS deliveries,
