@@ -41,6 +41,18 @@ class Metrics:
             ["workspace"],
             registry=self.registry,
         )
+        self.ingest_group_size = Histogram(
+            "hookgate_ingest_group_size",
+            "Deliveries stored together in one transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.ingest_commit_seconds = Histogram(
+            "hookgate_ingest_commit_seconds",
+            "Time from a group's first statement to its commit",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
 
         self.jobs_claimed = Counter(
             "hookgate_jobs_claimed_total",

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from clients import Clients, open_clients
 from gateway.delivery_stats import DeliveryStats
+from gateway.ingest_group import open_groups
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.workspaces import WorkspaceCache
@@ -60,7 +61,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings.delivery_stats_max_pending_minutes, metrics.delivery_stats_dropped.inc
         )
         async with open_clients(settings, db) as clients:
-            yield Runtime(
+            runtime = Runtime(
                 settings=settings,
                 db=db,
                 metrics=metrics,
@@ -68,5 +69,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 clients=clients,
                 delivery_stats=stats,
             )
+            # Ingest groups wake the runner once per group (``job_due`` is set by the scheduler).
+            groups = open_groups(db, settings, runtime.metrics, lambda: runtime.job_due())
+            try:
+                yield runtime
+            finally:
+                await groups.drain()
     finally:
         await db.close()

@@ -20,6 +20,9 @@ SLACK_POST_ATTEMPTS = 3
 # A job's attempts: past this many the backoff cap (15 min) has made a failing job retry for a
 # day, and a larger number is a typo rather than a policy.
 MAX_JOB_ATTEMPTS = 100
+# The longest a group of deliveries may wait for more to join it: a few milliseconds at most,
+# since every member waits that long for its answer.
+MAX_INGEST_LINGER_MS = 10
 
 
 class SettingsError(ValueError):
@@ -39,6 +42,8 @@ class Settings:
     cron_secret: str = ""
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_body_timeout_s: float = 10.0
+    ingest_batch_max: int = 256
+    ingest_linger_ms: float = 0.0
     workspace_cache_ttl_s: float = 5.0
     delivery_stats_flush_s: float = 5.0
     delivery_stats_max_pending_minutes: int = 60
@@ -100,6 +105,7 @@ class Settings:
             "DATABASE_POOL_SIZE": self.database_pool_size,
             "WEBHOOK_MAX_BODY_BYTES": self.webhook_max_body_bytes,
             "WEBHOOK_BODY_TIMEOUT_S": self.webhook_body_timeout_s,
+            "INGEST_BATCH_MAX": self.ingest_batch_max,
             "JOB_CONCURRENCY": self.job_concurrency,
             "JOB_POLL_INTERVAL_MS": self.job_poll_interval_ms,
             "JOB_LEASE_S": self.job_lease_s,
@@ -126,6 +132,11 @@ class Settings:
         if self.job_max_attempts > MAX_JOB_ATTEMPTS:
             raise SettingsError(
                 f"JOB_MAX_ATTEMPTS must be at most {MAX_JOB_ATTEMPTS}, got {self.job_max_attempts}"
+            )
+        if not 0 <= self.ingest_linger_ms <= MAX_INGEST_LINGER_MS:
+            raise SettingsError(
+                f"INGEST_LINGER_MS must be between 0 and {MAX_INGEST_LINGER_MS}, "
+                f"got {self.ingest_linger_ms:g}"
             )
         if self.quarantine_max_per_hour < 0:  # 0: quarantine off (unreadable payloads get 400)
             raise SettingsError(

@@ -220,8 +220,6 @@ async def _handle(runtime: Runtime, provider: Provider, request: Request) -> dic
         return quarantined.answer()
     except ReplayedDelivery as exc:
         raise Rejected(409, str(exc)) from None
-    if outcome.job_due:
-        runtime.job_due()
     if outcome.notices:
         await record_notices(runtime, workspace, outcome.notices)
     return outcome.answer()

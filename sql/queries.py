@@ -3,6 +3,11 @@
 A file holds statements, each introduced by a ``-- name: query_name`` line.  Parameters are
 written ``:name``.  Queries in ``sql/queries/`` serve both dialects; ``sql/<dialect>/queries/``
 holds the statements that must differ.  A name is defined once per dialect.
+
+A statement that differs only in the column it keys on is written once as a template: its name
+holds ``{key}`` and a ``-- keys: a, b`` line lists the columns; loading makes one named query
+per column (``find_leads_by_email``, …) with ``{key}`` replaced in the name and the SQL (a
+column name cannot be a parameter).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from sql.errors import UnknownQuery
 
 DIALECTS = ("postgres", "sqlite")
 
-_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*(?:\{key\}[a-z0-9_]*)?)\s*$", re.MULTILINE)
+_KEYS_LINE = re.compile(r"^--\s*keys:\s*(.+?)\s*$", re.MULTILINE)
 _WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 # A '…' literal (left alone) or a ``:name`` parameter that is not part of a ``::type`` cast.
@@ -39,10 +45,21 @@ def parse(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [ln for ln in body.splitlines() if not ln.lstrip().startswith("--")]
         sql = "\n".join(lines).strip().rstrip(";").strip()
-        if name in statements:
-            raise ValueError(f"query {name!r} is defined twice in one file")
-        statements[name] = sql
+        for each, each_sql in _expand(name, body, sql):
+            if each in statements:
+                raise ValueError(f"query {each!r} is defined twice in one file")
+            statements[each] = each_sql
     return statements
+
+
+def _expand(name: str, body: str, sql: str) -> list[tuple[str, str]]:
+    if "{key}" not in name:
+        return [(name, sql)]
+    keys = _KEYS_LINE.search(body)
+    if keys is None:
+        raise ValueError(f"query template {name!r} has no '-- keys:' line")
+    columns = [column.strip() for column in keys.group(1).split(",")]
+    return [(name.replace("{key}", c), sql.replace("{key}", c)) for c in columns]
 
 
 def compile_query(name: str, sql: str) -> Query:

@@ -1,0 +1,145 @@
+"""Group commit: the deliveries that arrive while a write is in flight are stored together.
+
+A delivery joins the pending list and waits for its own future.  A flusher task (started by the
+first delivery of a burst, gone when the list is empty) takes up to ``INGEST_BATCH_MAX``
+pending deliveries as one group — whatever arrived meanwhile, after an optional
+``INGEST_LINGER_MS`` — and hands it to ``gateway.ingest_store.store_group``: one transaction,
+one commit.  Every member's future is settled only after that transaction ended: its outcome
+after the commit, or the group's error (a lost database: all of them, nothing committed).  On
+PostgreSQL a second group may be written while the first commits; SQLite has one writer.
+
+The write runs in a task of its own: a waiting client that disconnects cancels only its wait,
+never the group.  A group task cancelled itself (a shutdown that could not wait) rolls back and
+answers every member unavailable, so a group is never half answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+import weakref
+from collections.abc import Callable
+
+from gateway.ingest_store import Result, Write, store_group
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from sql import Database, DatabaseUnavailable
+
+# Groups written at once: PostgreSQL overlaps one group's commit with the next group's
+# statements; SQLite's single writer would only queue a second one.
+IN_FLIGHT = {"postgres": 2, "sqlite": 1}
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    write: Write
+    answer: asyncio.Future[Result]
+
+
+class IngestGroups:
+    """The grouper of one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        job_due: Callable[[], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._batch_max = settings.ingest_batch_max
+        self._linger_s = settings.ingest_linger_ms / 1000
+        self._metrics = metrics
+        self._job_due = job_due
+        self._pending: list[_Pending] = []
+        self._slots = asyncio.Semaphore(IN_FLIGHT[db.dialect])
+        self._flusher: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def submit(self, write: Write) -> Result:
+        """Store ``write`` with whatever else is pending; its outcome (or its own error) once
+        the transaction holding it has committed.  Raises the group's error."""
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(write, answer))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        # Shielded: a cancelled wait leaves the future (and the group) alone.
+        return await asyncio.shield(answer)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                if self._linger_s:
+                    await asyncio.sleep(self._linger_s)
+                await self._slots.acquire()
+                group = self._pending[: self._batch_max]
+                del self._pending[: self._batch_max]
+                task = asyncio.create_task(self._write(group))
+                self._writes.add(task)
+                task.add_done_callback(functools.partial(self._settled, group=group))
+        except asyncio.CancelledError:
+            self._fail(self._pending)
+            self._pending = []
+            raise
+        finally:
+            self._flusher = None
+
+    async def _write(self, group: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await store_group(self._db, [p.write for p in group])
+        except Exception as exc:  # a lost database: nothing of the group was committed
+            for pending in group:
+                pending.answer.set_exception(exc)
+            return
+        if self._metrics is not None:
+            self._metrics.ingest_group_size.observe(len(group))
+            self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
+        for pending, result in zip(group, results, strict=True):
+            pending.answer.set_result(result)
+        if self._job_due is not None and any(getattr(r, "job_due", False) for r in results):
+            self._job_due()  # once per group
+
+    def _settled(self, task: asyncio.Task[None], *, group: list[_Pending]) -> None:
+        """A group task ended, however: its slot is free, and a task cancelled before it could
+        answer (its transaction rolled back) answers every member unavailable."""
+        self._writes.discard(task)
+        self._slots.release()
+        self._fail(group)
+
+    @staticmethod
+    def _fail(group: list[_Pending]) -> None:
+        for pending in group:
+            if not pending.answer.done():
+                pending.answer.set_exception(DatabaseUnavailable("shut down before the commit"))
+
+    async def drain(self) -> None:
+        """Wait for the pending deliveries and the groups in flight (before the database
+        closes)."""
+        while self._flusher is not None or self._writes:
+            await asyncio.gather(
+                *(t for t in (self._flusher, *self._writes) if t is not None),
+                return_exceptions=True,
+            )
+
+
+_GROUPS: weakref.WeakKeyDictionary[Database, IngestGroups] = weakref.WeakKeyDictionary()
+
+
+def open_groups(
+    db: Database, settings: Settings, metrics: Metrics, job_due: Callable[[], None]
+) -> IngestGroups:
+    """The grouper of a process's database, with its settings, metrics and runner wake-up."""
+    groups = _GROUPS[db] = IngestGroups(db, settings, metrics, job_due)
+    return groups
+
+
+def groups_for(db: Database) -> IngestGroups:
+    """The database's grouper; a database no runtime opened (a command, a test) gets one with
+    the default settings, no metrics and no wake-up."""
+    groups = _GROUPS.get(db)
+    if groups is None:
+        groups = _GROUPS[db] = IngestGroups(db, Settings())
+    return groups

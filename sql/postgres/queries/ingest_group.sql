@@ -1,0 +1,104 @@
+-- The ingest path's group write (gateway/ingest_store.py): one statement per step for every
+-- delivery of a group.  :rows is the group as one JSON array of objects, unpacked here by
+-- jsonb_to_recordset (SQLite: json_each, sql/sqlite/queries/ingest_group.sql).  Timestamps come
+-- as UTC text without an offset ('YYYY-MM-DD HH:MM:SS.ffffff', SQLite's stored form).
+
+-- name: insert_messages
+-- The group's new messages (one row per distinct key).  A conflict on any unique key (a copy
+-- stored earlier, or a GoHighLevel webhookId replayed with another message) inserts nothing and
+-- returns nothing; the caller maps the rows returned back by workspace and key.
+INSERT INTO messages (workspace_id, channel, direction, provider, event, subject, body, sent_at,
+                      interested, created_at, email_bison_reply_id, inboxxia_scheduled_email_id,
+                      ghl_id, unipile_message_id, webhook_dedupe_key, delivery_id,
+                      provider_thread_id)
+SELECT workspace_id, channel, direction, provider, event, subject, body,
+       sent_at AT TIME ZONE 'UTC', interested, now AT TIME ZONE 'UTC', email_bison_reply_id,
+       inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key,
+       delivery_id, provider_thread_id
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    workspace_id text, channel text, direction text, provider text, event text, subject text,
+    body text, sent_at timestamp, interested boolean, now timestamp, email_bison_reply_id text,
+    inboxxia_scheduled_email_id text, ghl_id text, unipile_message_id text,
+    webhook_dedupe_key text, delivery_id text, provider_thread_id text)
+ON CONFLICT DO NOTHING
+RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id,
+          unipile_message_id, webhook_dedupe_key;
+
+-- name: find_messages_by_{key}
+-- keys: email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key
+-- The stored messages of a dedupe hit, by the one key column their deliveries use.
+SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id
+FROM messages m
+JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text)
+  ON m.workspace_id = r.workspace_id AND m.{key} = r.key_value;
+
+-- name: enqueue_post_process_jobs
+-- The new inbound messages' jobs, pending and due now by the database's clock (as enqueue_job
+-- in sql/queries/jobs.sql).  The messages are new, so no job can hold these dedupe keys yet.
+INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
+                             attempts, max_attempts, created_at, updated_at)
+SELECT type, type || ':' || message_id, workspace_id, message_id, payload, 'pending', now(), 0,
+       max_attempts, now(), now()
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    type text, workspace_id text, message_id bigint, payload jsonb, max_attempts integer)
+ON CONFLICT (dedupe_key) DO NOTHING;
+
+-- name: find_leads_by_{key}
+-- keys: email, phone, linkedin_id, ghl_contact_id
+-- The group's leads by the one identity each is keyed on: a plain read, so deliveries that bring
+-- a lead nothing new do not queue on its row lock.
+SELECT l.id, l.workspace_id, l.{key} AS key_value, l.email, l.phone, l.linkedin_id,
+       l.ghl_contact_id, l.first_name, l.last_name, l.company, l.title, l.status, l.interested
+FROM leads l
+JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text)
+  ON l.workspace_id = r.workspace_id AND l.{key} = r.key_value;
+
+-- name: upsert_leads_by_{key}
+-- keys: email, phone, linkedin_id, ghl_contact_id
+-- Create or update the group's new and changed leads, each once (the caller merges the
+-- deliveries of one lead) and in key order, so concurrent groups lock leads in the same order.
+INSERT INTO leads (workspace_id, {key}, first_name, last_name, company, title, status,
+                   interested, created_at, updated_at)
+SELECT workspace_id, key_value, first_name, last_name, company, title, status, interested,
+       now AT TIME ZONE 'UTC', now AT TIME ZONE 'UTC'
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    workspace_id text, key_value text, first_name text, last_name text, company text,
+    title text, status text, interested boolean, now timestamp)
+ON CONFLICT (workspace_id, {key}) DO UPDATE SET
+    first_name = COALESCE(excluded.first_name, leads.first_name),
+    last_name  = COALESCE(excluded.last_name, leads.last_name),
+    company    = COALESCE(excluded.company, leads.company),
+    title      = COALESCE(excluded.title, leads.title),
+    status     = COALESCE(excluded.status, leads.status),
+    interested = leads.interested OR excluded.interested,
+    updated_at = excluded.updated_at
+RETURNING id, workspace_id, {key} AS key_value, email, phone, linkedin_id, ghl_contact_id;
+
+-- name: set_messages_lead
+UPDATE messages m SET lead_id = r.lead_id
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, lead_id bigint)
+WHERE m.id = r.id;
+
+-- name: record_dedupe_hits
+-- One update per message per group: its copies answered `deduped`, and the interest a copy
+-- brought.  Returns each message's lead, for the lead's interest.
+UPDATE messages m SET deduped_copies = m.deduped_copies + r.copies,
+                      interested = m.interested OR r.interested
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, copies integer, interested boolean)
+WHERE m.id = r.id
+RETURNING m.id, m.lead_id;
+
+-- name: mark_leads_interested
+UPDATE leads l SET interested = true, updated_at = r.now AT TIME ZONE 'UTC'
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, now timestamp)
+WHERE l.id = r.id AND NOT l.interested;
+
+-- name: requeue_dead_jobs
+-- A dedupe hit's reset semantics (as requeue_dead_job did for one): a dead job goes back to
+-- pending with fresh attempts; pending, running and succeeded jobs are left alone.
+UPDATE background_jobs SET
+    status = 'pending', attempts = 0, run_at = now(), last_error = NULL,
+    locked_by = NULL, locked_until = NULL, updated_at = now()
+WHERE status = 'dead'
+  AND dedupe_key IN (SELECT jsonb_array_elements_text(CAST(:dedupe_keys AS jsonb)))
+RETURNING dedupe_key;
