@@ -92,7 +92,7 @@ def _timestamp(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _json(rows: list[dict[str, Any]]) -> str:
+def _json(rows: Sequence[object]) -> str:
     return orjson.dumps(rows).decode()
 
 
@@ -142,7 +142,11 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
         ]
         await conn.execute("set_messages_lead", rows=_json(links))
 
-    revived = await _record_dedupe_hits(conn, writes, copies, new, stored, interest)
+    lead_of: dict[MessageKey, int | None] = {
+        k: lead_ids[_lead_ref(k[0], firsts[k].message.lead)] for k in new
+    }
+    lead_of.update({k: row["lead_id"] for k, row in stored.items()})
+    revived = await _record_dedupe_hits(conn, writes, copies, new, stored, interest, lead_of)
     results: list[Result] = []
     for i, write in enumerate(writes):
         if isinstance(write, LeadWrite):
@@ -238,6 +242,7 @@ async def _record_dedupe_hits(
     new: dict[MessageKey, int],
     stored: dict[MessageKey, Row],
     interest: dict[MessageKey, bool],
+    lead_of: dict[MessageKey, int | None],
 ) -> set[int]:
     """One update per message hit by copies; revive the dead jobs of the stored ones.  Returns
     the ids of the messages whose job was revived."""
@@ -261,6 +266,7 @@ async def _record_dedupe_hits(
                     "key_name": key[1],
                     "key_value": key[2],
                     "workspace_id": key[0],
+                    "lead_id": lead_of[key],
                     "message_id": hits[-1]["id"],
                     "deduped": True,
                 },

@@ -12,6 +12,8 @@ import pytest
 
 from gateway.api import create_context_pack
 from gateway.app import create_app
+from gateway.ingest import Lead
+from gateway.ingest_store import upsert_leads
 from gateway.overview import collect
 from gateway.runtime import Runtime
 from gateway.workspaces import WorkspaceOptions, create_workspace
@@ -70,18 +72,8 @@ async def test_a_running_cron_answers_409_here_and_on_another_replica(
     database_url: str, db: Database, fake_openai: FakeServer
 ) -> None:
     workspace = await create_workspace(db, "Acme", WorkspaceOptions())
-    await db.fetch_one(
-        "upsert_lead_by_email",
-        workspace_id=workspace.id,
-        value="a@example.com",
-        first_name=None,
-        last_name=None,
-        company=None,
-        title=None,
-        status=None,
-        interested=False,
-        now=START,
-    )
+    async with db.transaction() as conn:
+        await upsert_leads(conn, [(workspace.id, Lead(email="a@example.com"), START)])
     await create_context_pack(db, workspace.id, START)
     fake_openai.script(
         "POST", "/v1/chat/completions", Reply(json=chat_completion("ok"), delay_s=1.0)

@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from gateway.api import create_context_pack
+from gateway.ingest import Lead
+from gateway.ingest_store import upsert_leads
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from sql import Database
 from tests.conftest import rows, start_server, stop_server
@@ -26,18 +28,10 @@ async def test_both_crons_run_on_their_schedules(
 ) -> None:
     options = WorkspaceOptions(slack_channel="#ops", unipile_account_id="acc-down")
     workspace = await create_workspace(db, "Down Inc", options)
-    await db.fetch_one(
-        "upsert_lead_by_email",
-        workspace_id=workspace.id,
-        value="a@example.com",
-        first_name="Ada",
-        last_name=None,
-        company=None,
-        title=None,
-        status=None,
-        interested=False,
-        now=START,
-    )
+    async with db.transaction() as conn:
+        await upsert_leads(
+            conn, [(workspace.id, Lead(email="a@example.com", first_name="Ada"), START)]
+        )
     await create_context_pack(db, workspace.id, START)
     disconnect(fake_unipile, "acc-down")
     env = {

@@ -51,7 +51,7 @@ async def test_the_database_clock_is_an_aware_utc_datetime_on_both_backends(db: 
 
 
 async def test_execute_returns_the_rows_changed(db: Database) -> None:
-    assert await db.execute("mark_lead_interested", id=12345, now=dt.datetime.now(dt.UTC)) == 0
+    assert await db.execute("mark_alert_sent", id=12345, claimed_at=dt.datetime.now(dt.UTC)) == 0
 
 
 async def test_a_transaction_that_raises_rolls_back(db: Database) -> None:
@@ -202,7 +202,7 @@ async def test_a_parameter_the_driver_cannot_bind_is_an_error_not_an_outage(db: 
     """asyncpg's client-side DataError is an InterfaceError, like a lost connection; called an
     outage, the delivery would be answered 503 for ever.  sqlite3's binding error has no code."""
     with pytest.raises(DatabaseError) as caught:
-        await db.execute("mark_lead_interested", id={"not": "an id"}, now=dt.datetime.now(dt.UTC))
+        await db.execute("mark_alert_sent", id={"not": "an id"}, claimed_at=dt.datetime.now(dt.UTC))
     assert not isinstance(caught.value, DatabaseUnavailable)
     assert not is_connection_lost(caught.value)
 

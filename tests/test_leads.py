@@ -13,13 +13,19 @@ from typing import Any
 
 import pytest
 
-from gateway.ingest import Lead, upsert_lead
+from gateway.ingest import Lead
+from gateway.ingest_store import upsert_leads
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
-from sql import Database
+from sql import Connection, Database
 from tests.conftest import AppClient, count, fixture_json, rows
 
 NOW = dt.datetime(2026, 3, 4, tzinfo=dt.UTC)
+
+
+async def upsert_lead(conn: Connection, workspace_id: str, lead: Lead, now: dt.datetime) -> int:
+    [lead_id] = (await upsert_leads(conn, [(workspace_id, lead, now)])).values()
+    return lead_id
 
 
 async def upsert(db: Database, workspace: CreatedWorkspace, lead: Lead) -> int:
