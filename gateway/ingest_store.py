@@ -128,7 +128,7 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
 
     # The leads last: an upserted lead stays locked until the commit, so hold it the shortest.
     leads: list[tuple[str, Lead, dt.datetime]] = [
-        (k[0], _with_interest(firsts[k].message.lead, interest[k]), firsts[k].now)
+        (k[0], _with_interest(firsts[k].message.lead, writes, copies[k][1:]), firsts[k].now)
         for k in keys
         if k in new
     ]
@@ -185,9 +185,12 @@ def _job_type(msg: Message) -> str | None:
     return POST_PROCESS_JOB[msg.channel] if msg.direction == "inbound" else None
 
 
-def _with_interest(lead: Lead, interested: bool) -> Lead:
-    """A copy's interest (``LEAD_INTERESTED``) marks the lead as the dedupe hit would have."""
-    return lead if lead.interested or not interested else dataclasses.replace(lead, interested=True)
+def _with_interest(lead: Lead, writes: Sequence[Write], later_copies: list[int]) -> Lead:
+    """A later copy's interest (``LEAD_INTERESTED``) marks the lead, as its dedupe hit would
+    have one group later."""
+    if lead.interested or not any(_message(writes[i]).interested for i in later_copies):
+        return lead
+    return dataclasses.replace(lead, interested=True)
 
 
 async def _insert_messages(
