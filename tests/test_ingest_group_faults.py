@@ -1,0 +1,202 @@
+"""Group commit under faults, both backends: an answer only after the commit, a lost database
+failing the whole group (503 + Retry-After, 429 on ghl) with nothing stored that was not
+acknowledged, and cancellations — a waiting client, the delivery that started the group, the
+group's own task — that never half-answer a group."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import httpx2
+import pytest
+
+from gateway.app import create_app
+from gateway.events import Lead, Message
+from gateway.ingest import store_message
+from gateway.ingest_group import groups_for
+from gateway.settings import Settings
+from gateway.workspaces import CreatedWorkspace
+from sql import Database, DatabaseUnavailable
+from tests.conftest import AppClient, count, encode, fixture_json, make_settings
+
+NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
+
+
+@asynccontextmanager
+async def writes_held(database_url: str) -> AsyncIterator[asyncpg.Connection | None]:
+    """Another session holds what the group write needs (SQLite's write lock; PostgreSQL's
+    messages table) until the block ends; yields the PostgreSQL session."""
+    if database_url.startswith("sqlite:///"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield None
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    pg = await asyncpg.connect(database_url)
+    tx = pg.transaction()
+    await tx.start()
+    await pg.execute("LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE")
+    try:
+        yield pg
+    finally:
+        await tx.rollback()
+        await pg.close()
+
+
+def reply(reply_id: int) -> bytes:
+    payload = fixture_json("emailbison/lead_replied.json")
+    payload["data"]["reply"]["id"] = reply_id
+    return encode(payload)
+
+
+def ghl_sms(message_id: str) -> bytes:
+    payload = fixture_json("gohighlevel/inbound_message_sms.json")
+    payload["messageId"] = message_id
+    return encode(payload)
+
+
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[AppClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield AppClient(http, app)
+
+
+async def test_an_answer_comes_only_after_the_commit(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false")
+    async with app_client(settings) as client:
+        url = client.url("emailbison", workspace)
+        async with writes_held(database_url):
+            posts = [
+                asyncio.create_task(client.http.post(url, content=reply(n))) for n in range(30)
+            ]
+            await asyncio.sleep(0.5)
+            assert not any(p.done() for p in posts)  # stored by a transaction not yet committed
+            assert await count(database_url, "messages") == 0
+        answers = await asyncio.gather(*posts)
+    assert {a.status_code for a in answers} == {200}
+    assert await count(database_url, "messages") == 30
+
+
+async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """PostgreSQL: the group's sessions are terminated mid-transaction; SQLite: the write lock
+    is held past DATABASE_TIMEOUT_S.  Every member answers 503 + Retry-After (429 on ghl), and
+    no row exists for an unacknowledged delivery."""
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false", DATABASE_TIMEOUT_S="0.5")
+    async with app_client(settings) as client:
+        eb, ghl = client.url("emailbison", workspace), client.url("ghl", workspace)
+        await client.http.post(eb, content=reply(1))  # the workspace is cached from now on
+        async with writes_held(database_url) as pg:
+            posts = [
+                asyncio.create_task(client.http.post(eb, content=reply(100 + n))) for n in range(20)
+            ]
+            posts.append(asyncio.create_task(client.http.post(ghl, content=ghl_sms("m-1"))))
+            while not all(p.done() for p in posts):
+                if pg is not None:
+                    await pg.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                await asyncio.sleep(0.05)
+        answers = [p.result() for p in posts]
+        assert [a.status_code for a in answers] == [503] * 20 + [429]
+        assert all(a.headers["retry-after"] for a in answers)
+        assert all(a.json()["retryable"] for a in answers)
+        assert await count(database_url, "messages") == 1
+        # The database is back: the same deliveries are stored now.
+        again = await asyncio.gather(
+            *(client.http.post(eb, content=reply(100 + n)) for n in range(20))
+        )
+        assert {a.status_code for a in again} == {200}
+    assert await count(database_url, "messages") == 21
+
+
+def message(key: str) -> Message:
+    return Message(
+        event="LEAD_REPLIED",
+        provider="emailbison",
+        channel="email",
+        direction="inbound",
+        key_column="webhook_dedupe_key",
+        key_value=key,
+        lead=Lead(email="a@x.com"),
+    )
+
+
+async def test_cancelled_waits_do_not_cancel_their_group(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """A client that disconnects cancels only its own wait — also the delivery whose arrival
+    started the group: the group commits every member."""
+    async with writes_held(database_url):
+        waits = [
+            asyncio.create_task(
+                store_message(db, workspace.id, message(f"k{n}"), now=NOW, max_attempts=5)
+            )
+            for n in range(6)
+        ]
+        await asyncio.sleep(0.3)
+        waits[0].cancel()  # the first: its arrival started the group
+        waits[3].cancel()
+        await asyncio.sleep(0.1)
+    results = await asyncio.gather(*waits, return_exceptions=True)
+    assert [isinstance(r, asyncio.CancelledError) for r in results] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert await count(database_url, "messages") == 6
+    assert await count(database_url, "background_jobs") == 6
+
+
+async def test_a_cancelled_group_answers_every_member_and_stores_none(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The group's own task cancelled (a shutdown that cannot wait): its transaction rolls back
+    and every member is answered unavailable — none is left waiting, none stored — and the
+    database takes the next group (SQLite's writer is not left inside a transaction)."""
+    groups = groups_for(db)
+    async with writes_held(database_url):
+        waits = [
+            asyncio.create_task(
+                store_message(db, workspace.id, message(f"k{n}"), now=NOW, max_attempts=5)
+            )
+            for n in range(6)
+        ]
+        await asyncio.sleep(0.3)
+        in_flight = list(groups._writes)  # the group tasks (private: nothing else cancels them)
+        assert in_flight
+        for task in in_flight:
+            task.cancel()
+        results = await asyncio.gather(*waits, return_exceptions=True)
+    assert all(isinstance(r, DatabaseUnavailable) for r in results)
+    assert await count(database_url, "messages") == 0
+    await store_message(db, workspace.id, message("after"), now=NOW, max_attempts=5)
+    assert await count(database_url, "messages") == 1
+
+
+@pytest.mark.parametrize("linger", ["0", "2"])
+async def test_linger_is_bounded_and_optional(database_url: str, linger: str) -> None:
+    assert make_settings(database_url, INGEST_LINGER_MS=linger).ingest_linger_ms == float(linger)
+    with pytest.raises(ValueError, match="INGEST_LINGER_MS"):
+        make_settings(database_url, INGEST_LINGER_MS="50")
+    with pytest.raises(ValueError, match="INGEST_BATCH_MAX"):
+        make_settings(database_url, INGEST_BATCH_MAX="0")
