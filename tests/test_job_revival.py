@@ -67,7 +67,7 @@ async def by_enqueue(db: Database) -> object:
 
 
 async def by_dedupe_hit(db: Database) -> object:
-    return await db.execute("requeue_dead_job", dedupe_key=KEY)
+    return await db.execute("requeue_dead_jobs", dedupe_keys=f'["{KEY}"]')
 
 
 async def by_retry(db: Database) -> object:
@@ -80,7 +80,7 @@ async def by_retry_dead(db: Database) -> object:
 
 
 async def by_rerun(db: Database) -> object:
-    return await db.execute("rerun_job", dedupe_key=KEY)
+    return await db.execute("rerun_jobs", dedupe_keys=f'["{KEY}"]')
 
 
 REVIVALS: dict[str, Callable[[Database], Awaitable[object]]] = {
@@ -172,7 +172,7 @@ async def test_no_run_starts_between_a_rerun_of_a_pending_job_and_its_commit(
     await queue.enqueue(db, TYPE, KEY, max_attempts=3)
     jobs = JobQueue(db, "test-worker")
     async with db.transaction() as conn:
-        assert await conn.execute("rerun_job", dedupe_key=KEY) == 1
+        assert await conn.execute("rerun_jobs", dedupe_keys=f'["{KEY}"]') == 1
         claim = asyncio.create_task(jobs.claim(1, lease_s=30))
         await asyncio.sleep(0.3)
         assert not claim.done() or claim.result() == []

@@ -79,14 +79,20 @@ UPDATE messages m SET lead_id = r.lead_id
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, lead_id bigint)
 WHERE m.id = r.id;
 
+-- name: mark_messages_interested
+-- Interest a dedupe hit brings.  Returns the messages it is new to: their jobs run once more
+-- (rerun_jobs).  The row lock makes that exact: a concurrent group's update waits, re-reads the
+-- row and finds it interested already.
+UPDATE messages SET interested = true
+WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST(:ids AS jsonb)) AS bigint))
+  AND NOT interested
+RETURNING id;
+
 -- name: record_dedupe_hits
--- One update per message per group: its copies answered `deduped`, and the interest a copy
--- brought.  Returns each message's lead, for the lead's interest.
-UPDATE messages m SET deduped_copies = m.deduped_copies + r.copies,
-                      interested = m.interested OR r.interested
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, copies integer, interested boolean)
-WHERE m.id = r.id
-RETURNING m.id, m.lead_id;
+-- One update per message per group: how many of its copies were answered `deduped`.
+UPDATE messages m SET deduped_copies = m.deduped_copies + r.copies
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, copies integer)
+WHERE m.id = r.id;
 
 -- name: mark_leads_interested
 UPDATE leads l SET interested = true, updated_at = r.now AT TIME ZONE 'UTC'
@@ -94,11 +100,22 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, now timestamp)
 WHERE l.id = r.id AND NOT l.interested;
 
 -- name: requeue_dead_jobs
--- A dedupe hit's reset semantics (as requeue_dead_job did for one): a dead job goes back to
--- pending with fresh attempts; pending, running and succeeded jobs are left alone.
-UPDATE background_jobs SET
-    status = 'pending', attempts = 0, run_at = now(), last_error = NULL,
-    locked_by = NULL, locked_until = NULL, updated_at = now()
+-- A dedupe hit's reset semantics: a dead job goes back to pending, afresh (migration 010's
+-- trigger); pending, running and succeeded jobs are left alone, and not even locked.
+UPDATE background_jobs SET status = 'pending', run_at = now(), updated_at = now()
 WHERE status = 'dead'
   AND dedupe_key IN (SELECT jsonb_array_elements_text(CAST(:dedupe_keys AS jsonb)))
+RETURNING dedupe_key;
+
+-- name: rerun_jobs
+-- The jobs of messages a dedupe hit made interested (issue 14 item 11) run once more after this
+-- transaction commits, whatever their state: dead or succeeded, pending afresh and due now; a
+-- running one is marked rerun (its success makes it pending, succeed_job); a pending one is only
+-- written, so it stays locked (a claim skips locked rows) until the commit.
+UPDATE background_jobs SET
+    status = CASE WHEN status IN ('dead', 'succeeded') THEN 'pending' ELSE status END,
+    run_at = CASE WHEN status IN ('dead', 'succeeded') THEN now() ELSE run_at END,
+    rerun = (status = 'running'),
+    updated_at = now()
+WHERE dedupe_key IN (SELECT jsonb_array_elements_text(CAST(:dedupe_keys AS jsonb)))
 RETURNING dedupe_key;

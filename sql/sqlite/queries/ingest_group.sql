@@ -65,14 +65,16 @@ WITH r AS (SELECT value ->> 'id' AS message_id, value ->> 'lead_id' AS lead_id
            FROM json_each(:rows))
 UPDATE messages SET lead_id = r.lead_id FROM r WHERE messages.id = r.message_id;
 
+-- name: mark_messages_interested
+UPDATE messages SET interested = true
+WHERE id IN (SELECT value FROM json_each(:ids)) AND NOT interested
+RETURNING id;
+
 -- name: record_dedupe_hits
-WITH r AS (SELECT value ->> 'id' AS message_id, value ->> 'copies' AS copies,
-                  value ->> 'interested' AS interested
+WITH r AS (SELECT value ->> 'id' AS message_id, value ->> 'copies' AS copies
            FROM json_each(:rows))
-UPDATE messages SET deduped_copies = deduped_copies + r.copies,
-                    interested = messages.interested OR r.interested
-FROM r WHERE messages.id = r.message_id
-RETURNING id, lead_id;
+UPDATE messages SET deduped_copies = deduped_copies + r.copies
+FROM r WHERE messages.id = r.message_id;
 
 -- name: mark_leads_interested
 WITH r AS (SELECT value ->> 'id' AS lead_id, value ->> 'now' AS now FROM json_each(:rows))
@@ -80,8 +82,15 @@ UPDATE leads SET interested = true, updated_at = r.now
 FROM r WHERE leads.id = r.lead_id AND NOT leads.interested;
 
 -- name: requeue_dead_jobs
-UPDATE background_jobs SET
-    status = 'pending', attempts = 0, run_at = now(), last_error = NULL,
-    locked_by = NULL, locked_until = NULL, updated_at = now()
+UPDATE background_jobs SET status = 'pending', run_at = now(), updated_at = now()
 WHERE status = 'dead' AND dedupe_key IN (SELECT value FROM json_each(:dedupe_keys))
+RETURNING dedupe_key;
+
+-- name: rerun_jobs
+UPDATE background_jobs SET
+    status = CASE WHEN status IN ('dead', 'succeeded') THEN 'pending' ELSE status END,
+    run_at = CASE WHEN status IN ('dead', 'succeeded') THEN now() ELSE run_at END,
+    rerun = (status = 'running'),
+    updated_at = now()
+WHERE dedupe_key IN (SELECT value FROM json_each(:dedupe_keys))
 RETURNING dedupe_key;
