@@ -1,12 +1,12 @@
 """The one ingest path every provider shares.
 
 A provider parser turns a delivery into a normalised event (``gateway.events``: ``Message``,
-``LeadUpdate``, ``IntegrationStatus`` or ``Ignored``).  ``ingest`` stores it: messages and lead
-updates join a group (``gateway.ingest_group``) stored in one transaction with the deliveries
-that arrived meanwhile (``gateway.ingest_store``): the message inserted with ``ON CONFLICT DO
-NOTHING RETURNING``, its post-process job enqueued, its lead found or upserted.  A conflict is a
-dedupe hit: the stored message is answered, counted and its dead job revived.  No outbound call
-and no model call happen here.
+``LeadUpdate``, ``IntegrationStatus`` or ``Ignored``).  ``ingest`` stores it: messages, lead
+updates and integration reports join a group (``gateway.ingest_group``) stored in one
+transaction with the deliveries that arrived meanwhile (``gateway.ingest_store``): the message
+inserted with ``ON CONFLICT DO NOTHING RETURNING``, its post-process job enqueued, its lead
+found or upserted.  A conflict is a dedupe hit: the stored message is answered, counted and its
+job revived or re-run.  No outbound call and no model call happen here.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from gateway.events import (
     ReplayedDelivery,
 )
 from gateway.ingest_group import groups_for
-from gateway.ingest_store import LeadWrite, MessageWrite, Write
-from gateway.integrations import record_integration_status
+from gateway.ingest_store import LeadWrite, MessageWrite, StatusWrite, Write
 from sql import Database
 
 if TYPE_CHECKING:
@@ -71,10 +70,7 @@ async def ingest(
     if isinstance(event, Ignored):
         return Outcome(event.event, ignored=True)
     if isinstance(event, IntegrationStatus):
-        await record_integration_status(
-            db, workspace_id, event.integration, event.connected, event.reason, now
-        )
-        return Outcome(event.event, ignored=True)
+        return await _stored(db, None, StatusWrite(workspace_id, event, now))
     if isinstance(event, LeadUpdate):
         return await _stored(db, event.lead, LeadWrite(workspace_id, event, now))
     return await store_message(db, workspace_id, event, now=now, max_attempts=max_attempts)
@@ -87,8 +83,8 @@ async def store_message(
     return await _stored(db, msg.lead, MessageWrite(workspace_id, msg, now, max_attempts))
 
 
-async def _stored(db: Database, lead: Lead, write: Write) -> Outcome:
-    if getattr(lead, lead.key) is None:
+async def _stored(db: Database, lead: Lead | None, write: Write) -> Outcome:
+    if lead is not None and getattr(lead, lead.key) is None:
         raise ParseError(f"the delivery names no lead {lead.key.replace('_', ' ')}")
     result = await groups_for(db).submit(write)
     if isinstance(result, Exception):

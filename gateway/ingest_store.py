@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from gateway.events import (
     MESSAGE_KEYS,
     POST_PROCESS_JOB,
+    IntegrationStatus,
     Lead,
     LeadUpdate,
     Message,
@@ -29,6 +30,7 @@ from gateway.events import (
     ReplayedDelivery,
 )
 from gateway.ingest_leads import as_json, lead_ref, timestamp, upsert_leads
+from gateway.integrations import record_integration_status
 from sql import Connection, Database, DatabaseUnavailable, Row
 
 log = logging.getLogger("hookgate.ingest")
@@ -45,11 +47,18 @@ class MessageWrite:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LeadWrite:
     workspace_id: str
-    update: LeadUpdate
+    event: LeadUpdate
     now: dt.datetime
 
 
-Write = MessageWrite | LeadWrite
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusWrite:
+    workspace_id: str
+    event: IntegrationStatus
+    now: dt.datetime
+
+
+Write = MessageWrite | LeadWrite | StatusWrite
 Result = Outcome | Exception
 MessageKey = tuple[str, str, str]  # workspace id, key column, key value
 
@@ -114,7 +123,7 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
         for k in keys
         if k in new
     ]
-    leads += [(w.workspace_id, w.update.lead, w.now) for w in writes if isinstance(w, LeadWrite)]
+    leads += [(w.workspace_id, w.event.lead, w.now) for w in writes if isinstance(w, LeadWrite)]
     lead_ids = await upsert_leads(conn, leads)
     if new:
         links = [
@@ -129,10 +138,17 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
     }
     lead_of.update({k: row["lead_id"] for k, row in stored.items()})
     revived = await _record_dedupe_hits(conn, writes, copies, new, stored, interest, lead_of)
+    # Integration reports in arrival order per (workspace, integration): the last one stands.
+    statuses = [w for w in writes if isinstance(w, StatusWrite)]
+    for w in sorted(statuses, key=lambda w: (w.workspace_id, w.event.integration)):
+        status = w.event
+        await record_integration_status(
+            conn, w.workspace_id, status.integration, status.connected, status.reason, w.now
+        )
     results: list[Result] = []
     for i, write in enumerate(writes):
-        if isinstance(write, LeadWrite):
-            results.append(Outcome(write.update.event, ignored=True))
+        if not isinstance(write, MessageWrite):
+            results.append(Outcome(write.event.event, ignored=True))
             continue
         msg = write.message
         key = (write.workspace_id, msg.key_column, msg.key_value)

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.events import Lead, LeadUpdate, Message, ReplayedDelivery
+from gateway.events import IntegrationStatus, Lead, LeadUpdate, Message, ReplayedDelivery
 from gateway.ingest import ingest, store_message
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
@@ -217,3 +217,22 @@ async def test_a_lead_update_joins_the_group_of_its_lead_s_message(
     )
     assert (lead["status"], lead["first_name"]) == ("meeting", "Ada")
     assert await count(settings.database_url, "messages", "lead_id = $1", lead["id"]) == 2
+
+
+async def test_integration_reports_join_the_group_in_arrival_order(
+    db: Database, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    """Unipile AccountStatus reports stored with the messages of their group; of two reports
+    for one account in one group, the later stands."""
+    down = IntegrationStatus("AccountStatus", "unipile", connected=False, reason="CREDENTIALS")
+    up = IntegrationStatus("AccountStatus", "unipile", connected=True)
+    outcomes = await asyncio.gather(
+        store_message(db, workspace.id, message("k1"), now=NOW, max_attempts=5),
+        ingest(db, workspace.id, down, now=NOW, max_attempts=5),
+        ingest(db, workspace.id, up, now=NOW, max_attempts=5),
+    )
+    assert [o.ignored for o in outcomes] == [False, True, True]
+    [health] = await rows(
+        settings.database_url, "SELECT status, last_error FROM integration_health"
+    )
+    assert health == {"status": "ok", "last_error": "CREDENTIALS"}
