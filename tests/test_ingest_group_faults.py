@@ -200,3 +200,28 @@ async def test_linger_is_bounded_and_optional(database_url: str, linger: str) ->
         make_settings(database_url, INGEST_LINGER_MS="50")
     with pytest.raises(ValueError, match="INGEST_BATCH_MAX"):
         make_settings(database_url, INGEST_BATCH_MAX="0")
+
+
+async def test_a_shutdown_finishes_the_group_in_flight(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The app's lifespan ends while a group waits for the database: the shutdown waits for the
+    group, which commits and answers every member before the database is closed."""
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false")
+    app = create_app(settings)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        url = AppClient(http, app).url("emailbison", workspace)
+        async with writes_held(database_url):
+            posts = [asyncio.create_task(http.post(url, content=reply(n))) for n in range(10)]
+            await asyncio.sleep(0.3)
+            closing = asyncio.create_task(lifespan.__aexit__(None, None, None))
+            await asyncio.sleep(0.3)
+            assert not closing.done()  # waiting for the group
+            assert not any(p.done() for p in posts)
+        await closing
+        answers = await asyncio.gather(*posts)
+    assert {a.status_code for a in answers} == {200}
+    assert await count(database_url, "messages") == 10
