@@ -307,6 +307,19 @@ def test_a_query_defined_twice_in_a_file_is_refused() -> None:
         parse("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;")
 
 
+def test_a_query_template_is_one_named_query_per_key_column() -> None:
+    parsed = parse(
+        "-- name: find_by_{key}\n-- keys: email, phone\n-- the lead by one identity\n"
+        "SELECT id, {key} AS value FROM leads WHERE {key} = :value;"
+    )
+    assert parsed == {
+        "find_by_email": "SELECT id, email AS value FROM leads WHERE email = :value",
+        "find_by_phone": "SELECT id, phone AS value FROM leads WHERE phone = :value",
+    }
+    with pytest.raises(ValueError, match="keys"):
+        parse("-- name: find_by_{key}\nSELECT {key} FROM leads;")
+
+
 def workspace_params(workspace_id: str) -> dict[str, object]:
     hashes = {
         f"{p}_token_hash": "x" for p in ("emailbison", "ghl", "unipile", "smartlead", "instantly")
