@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from gateway.events import Outcome
 from gateway.ingest_store import Result, Write, store_group
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -99,7 +100,7 @@ class IngestGroups:
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
         for pending, result in zip(group, results, strict=True):
             pending.answer.set_result(result)
-        if self._job_due is not None and any(getattr(r, "job_due", False) for r in results):
+        if self._job_due is not None and any(isinstance(r, Outcome) and r.job_due for r in results):
             self._job_due()  # once per group
 
     def _settled(self, task: asyncio.Task[None], *, group: list[_Pending]) -> None:
