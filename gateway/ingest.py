@@ -89,6 +89,7 @@ async def _stored(db: Database, lead: Lead | None, write: Write) -> Outcome:
     result = await groups_for(db).submit(write)
     if isinstance(result, Exception):
         raise result
+    assert isinstance(result, Outcome)
     return result
 
 

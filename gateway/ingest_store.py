@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.events import (
     MESSAGE_KEYS,
@@ -58,8 +58,18 @@ class StatusWrite:
     now: dt.datetime
 
 
-Write = MessageWrite | LeadWrite | StatusWrite
-Result = Outcome | Exception
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwnWrite:
+    """Statements of their own (a quarantined delivery, ``gateway.quarantine``), run in the
+    group's transaction after the rest, in workspace order, under a savepoint: what they raise
+    (``QuarantineFull``, a statement error) is their own answer and undoes only their writes."""
+
+    workspace_id: str
+    run: Callable[[Connection], Awaitable[object]]
+
+
+Write = MessageWrite | LeadWrite | StatusWrite | OwnWrite
+Result = object  # an Outcome (an OwnWrite's own result), or the write's own Exception
 MessageKey = tuple[str, str, str]  # workspace id, key column, key value
 
 
@@ -145,8 +155,16 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
         await record_integration_status(
             conn, w.workspace_id, status.integration, status.connected, status.reason, w.now
         )
+    own = {
+        i: await _run_own(conn, write)
+        for i, write in sorted(enumerate(writes), key=lambda iw: iw[1].workspace_id)
+        if isinstance(write, OwnWrite)
+    }
     results: list[Result] = []
     for i, write in enumerate(writes):
+        if isinstance(write, OwnWrite):
+            results.append(own[i])
+            continue
         if not isinstance(write, MessageWrite):
             results.append(Outcome(write.event.event, ignored=True))
             continue
@@ -174,9 +192,24 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
     return results
 
 
+async def _run_own(conn: Connection, write: OwnWrite) -> object:
+    await conn.execute("savepoint_own_write")
+    try:
+        return await write.run(conn)
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        await conn.execute("rollback_to_own_write")
+        return exc
+
+
+def _message_write(write: Write) -> MessageWrite:
+    assert isinstance(write, MessageWrite)  # the indexes in `copies` are of messages
+    return write
+
+
 def _message(write: Write) -> Message:
-    assert isinstance(write, MessageWrite)
-    return write.message
+    return _message_write(write).message
 
 
 def _job_type(msg: Message) -> str | None:
@@ -281,7 +314,7 @@ async def _record_dedupe_hits(
         ids = sorted(int(stored[k]["id"]) for k in interested)
         found = await conn.fetch_all("mark_messages_interested", ids=as_json(ids))
         news = {int(row["id"]) for row in found}
-        now = timestamp(max(writes[i].now for k in interested for i in copies[k]))
+        now = timestamp(max(_message_write(writes[i]).now for k in interested for i in copies[k]))
         leads = sorted({int(lead) for k in interested if (lead := stored[k]["lead_id"])})
         if leads:
             rows = [{"id": lead, "now": now} for lead in leads]

@@ -2,14 +2,15 @@
 
 A delivery that passed authentication and the size limit and is a JSON object, but that its
 provider's parser rejects (``ParseError``), is stored raw in ``webhook_quarantine`` and answered
-202 instead of being lost.  One transaction does it all:
+202 instead of being lost.  It is written in the transaction of an ingest group, under a
+savepoint of its own (``gateway.ingest_store.OwnWrite``):
 
 1. ``quarantine_lock``: on PostgreSQL an advisory lock per workspace, held to the end of the
    transaction; on SQLite the ``BEGIN IMMEDIATE`` write lock already serialises everything;
 2. ``INSERT … ON CONFLICT (workspace_id, body_hash) DO NOTHING RETURNING id``: the same raw
    delivery (hash of provider + body) is one row, and a repeat gets the first row's id;
 3. the flood guard, for a new row only: more than ``QUARANTINE_MAX_PER_HOUR`` rows received in
-   the last hour raises ``QuarantineFull`` and the transaction rolls back (nothing stored).  The
+   the last hour raises ``QuarantineFull`` and the savepoint rolls back (nothing stored).  The
    lock makes the count exact: a storm of distinct bodies never stores more than the limit in
    any rolling hour (as measured by the receiving processes' clocks);
 4. the day's Slack alert is *claimed* in ``alerts`` (unique per workspace, kind, day; repeats
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -32,10 +34,12 @@ from typing import Any
 import orjson
 
 from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
+from gateway.ingest_group import groups_for
+from gateway.ingest_store import OwnWrite
 from gateway.providers import PROVIDERS, Delivery
 from gateway.settings import Settings
 from gateway.workspaces import is_workspace_id
-from sql import Database, Row
+from sql import Connection, Database, Row
 
 log = logging.getLogger("hookgate.quarantine")
 
@@ -94,50 +98,61 @@ def mask_secrets(value: Any) -> Any:
 
 
 async def quarantine_delivery(db: Database, delivery: Delivery, error: str) -> Quarantined:
-    """Keep ``delivery`` (authenticated, a JSON object its parser rejected with ``error``)."""
+    """Keep ``delivery`` (authenticated, a JSON object its parser rejected with ``error``), in
+    the transaction of an ingest group (``gateway.ingest_group``)."""
+    workspace_id: str = delivery.workspace["id"]
+    keep = functools.partial(_keep, delivery=delivery, error=error)
+    result = await groups_for(db).submit(OwnWrite(workspace_id, keep))
+    if isinstance(result, Exception):
+        raise result
+    assert isinstance(result, Quarantined)
+    if result.new:
+        log.warning(
+            "delivery quarantined",
+            extra={
+                "provider": delivery.provider,
+                "workspace_id": workspace_id,
+                "delivery_id": result.id,
+                "error": error,
+            },
+        )
+    return result
+
+
+async def _keep(conn: Connection, *, delivery: Delivery, error: str) -> Quarantined:
     workspace_id: str = delivery.workspace["id"]
     digest = body_hash(delivery.provider, delivery.raw_body)
     now = delivery.received_at
     limit = delivery.settings.quarantine_max_per_hour
-    async with db.transaction() as conn:
-        await conn.fetch_one("quarantine_lock", workspace_id=workspace_id)
-        row = await conn.fetch_one(
-            "insert_quarantine",
-            workspace_id=workspace_id,
-            provider=delivery.provider,
-            body_hash=digest,
-            raw_body=delivery.raw_body,
-            headers=orjson.dumps(safe_headers(delivery.headers)).decode(),
-            error=error,
-            now=now,
+    await conn.fetch_one("quarantine_lock", workspace_id=workspace_id)
+    row = await conn.fetch_one(
+        "insert_quarantine",
+        workspace_id=workspace_id,
+        provider=delivery.provider,
+        body_hash=digest,
+        raw_body=delivery.raw_body,
+        headers=orjson.dumps(safe_headers(delivery.headers)).decode(),
+        error=error,
+        now=now,
+    )
+    if row is None:
+        existing = await conn.fetch_one(
+            "find_quarantine_by_hash", workspace_id=workspace_id, body_hash=digest
         )
-        if row is None:
-            existing = await conn.fetch_one(
-                "find_quarantine_by_hash", workspace_id=workspace_id, body_hash=digest
-            )
-            assert existing is not None  # the conflicting row is committed (and we hold the lock)
-            return Quarantined(int(existing["id"]), new=False)
-        recent = await conn.fetch_one(
-            "count_recent_quarantine", workspace_id=workspace_id, since=now - dt.timedelta(hours=1)
+        assert existing is not None  # the conflicting row is committed (and we hold the lock)
+        return Quarantined(int(existing["id"]), new=False)
+    recent = await conn.fetch_one(
+        "count_recent_quarantine", workspace_id=workspace_id, since=now - dt.timedelta(hours=1)
+    )
+    assert recent is not None
+    if int(recent["n"]) > limit:
+        raise QuarantineFull(
+            f"cannot read this {delivery.provider} payload ({error}), and this workspace "
+            f"already quarantined {limit} unreadable deliveries in the last hour "
+            "(QUARANTINE_MAX_PER_HOUR): not stored"
         )
-        assert recent is not None
-        if int(recent["n"]) > limit:
-            raise QuarantineFull(
-                f"cannot read this {delivery.provider} payload ({error}), and this workspace "
-                f"already quarantined {limit} unreadable deliveries in the last hour "
-                "(QUARANTINE_MAX_PER_HOUR): not stored"
-            )
-        await conn.execute(
-            "claim_quarantine_alert", workspace_id=workspace_id, day=now.date().isoformat(), now=now
-        )
-    log.warning(
-        "delivery quarantined",
-        extra={
-            "provider": delivery.provider,
-            "workspace_id": workspace_id,
-            "delivery_id": row["id"],
-            "error": error,
-        },
+    await conn.execute(
+        "claim_quarantine_alert", workspace_id=workspace_id, day=now.date().isoformat(), now=now
     )
     return Quarantined(int(row["id"]), new=True)
 

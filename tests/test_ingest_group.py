@@ -17,6 +17,8 @@ import pytest
 from gateway.app import create_app
 from gateway.events import IntegrationStatus, Lead, LeadUpdate, Message, ReplayedDelivery
 from gateway.ingest import ingest, store_message
+from gateway.providers import Delivery
+from gateway.quarantine import quarantine_delivery
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from sql import ConstraintViolation, Database
@@ -236,3 +238,60 @@ async def test_integration_reports_join_the_group_in_arrival_order(
         settings.database_url, "SELECT status, last_error FROM integration_health"
     )
     assert health == {"status": "ok", "last_error": "CREDENTIALS"}
+
+
+async def test_a_quarantined_delivery_is_kept_in_the_group_and_its_cap_fails_it_alone(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """Unreadable deliveries are quarantined in the transaction of their group, under a
+    savepoint: past QUARANTINE_MAX_PER_HOUR one is refused (400) and stores nothing, while the
+    messages and the quarantined delivery beside it are stored."""
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false", QUARANTINE_MAX_PER_HOUR="1")
+    app = create_app(settings)
+
+    def unreadable(n: int) -> bytes:
+        payload = fixture_json("emailbison/lead_replied.json")
+        del payload["data"]["reply"]
+        payload["n"] = n
+        return encode(payload)
+
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            client = AppClient(http, app)
+            url = client.url("emailbison", workspace)
+            bodies = [reply(3000 + n) for n in range(10)] + [unreadable(1), unreadable(2)]
+            answers = await post_all(client, url, bodies)
+    assert [a.status_code for a in answers[:10]] == [200] * 10
+    assert sorted(a.status_code for a in answers[10:]) == [202, 400]
+    assert await count(database_url, "messages") == 10
+    assert await count(database_url, "webhook_quarantine") == 1
+    assert await count(database_url, "alerts", "kind = 'quarantine'") == 1
+
+
+async def test_a_quarantine_over_its_cap_rolls_back_only_its_own_savepoint(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    settings = make_settings(database_url, QUARANTINE_MAX_PER_HOUR="1")
+    row = await db.fetch_one("get_workspace", id=workspace.id)
+    assert row is not None
+
+    def delivery(n: int) -> Delivery:
+        body = encode({"shape": "new", "n": n})
+        return Delivery("emailbison", row, {}, {}, body, NOW, settings)
+
+    results = await asyncio.gather(
+        quarantine_delivery(db, delivery(1), "data.reply is missing"),
+        store_message(db, workspace.id, message("k1"), now=NOW, max_attempts=5),
+        quarantine_delivery(db, delivery(2), "data.reply is missing"),
+        store_message(db, workspace.id, message("k2"), now=NOW, max_attempts=5),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == [
+        "Quarantined",
+        "Outcome",
+        "QuarantineFull",
+        "Outcome",
+    ]
+    assert await count(database_url, "messages") == 2
+    assert await count(database_url, "webhook_quarantine") == 1

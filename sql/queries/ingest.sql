@@ -26,6 +26,13 @@ SAVEPOINT attach_identities;
 -- name: rollback_to_attach_identities
 ROLLBACK TO SAVEPOINT attach_identities;
 
+-- name: savepoint_own_write
+-- An ingest group's write with statements of its own (gateway/ingest_store.py OwnWrite).
+SAVEPOINT own_write;
+
+-- name: rollback_to_own_write
+ROLLBACK TO SAVEPOINT own_write;
+
 -- name: enqueue_job
 -- A new job starts pending.  Enqueued again (the scheduler's own enqueue), the same statement
 -- gives reset semantics: a dead job goes back to pending, afresh (migration 010's trigger);
