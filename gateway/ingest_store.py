@@ -1,13 +1,15 @@
-"""The group write: the deliveries of one group (``gateway.ingest_group``) stored in one
+"""The group write: the writes of one group (``gateway.ingest_group``) stored in one
 transaction, one statement per step for the whole group (``sql/<dialect>/queries/
 ingest_group.sql``, each taking the group as one JSON array).
 
-The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHING RETURNING``),
-their post-process jobs enqueued; the dedupe hits are found by the one key their deliveries use;
-the leads are read by their key and upserted only when new or changed, each once per group and
-in key order; the new messages get their lead; each message hit by copies gets one update
-(its ``deduped_copies`` and the interest a copy brought) and its dead job is revived.  Copies of
-one delivery inside the group are folded into one row: the first is stored, the others answered
+The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHING RETURNING``)
+and their post-process jobs enqueued; the dedupe hits are found by the one key their deliveries
+use; the leads of new messages and lead updates are read by their key and upserted only when new
+or changed, each once per group and in key order (``gateway.ingest_leads``); the new messages
+get their lead; each message hit by copies gets one update (``deduped_copies``), the interest a
+copy brought, and its job re-run (interest new to it) or revived (dead); then the integration
+reports and the writes with statements of their own (quarantined deliveries).  Copies of one
+delivery inside the group are folded into one row: the first is stored, the others answered
 ``deduped`` with its id, their interest kept.  A statement error that is not an outage retries
 the members one by one, so only the delivery at fault gets its error.
 """
