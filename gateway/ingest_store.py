@@ -79,15 +79,23 @@ async def store_group(db: Database, writes: Sequence[Write]) -> list[Result]:
     """Store ``writes`` in one transaction and return each one's outcome (or its own error,
     such as ``ReplayedDelivery``).  Raises ``DatabaseUnavailable`` (and nothing is committed)
     when the database is lost; any other failure retries the members one by one."""
+    hit_logs: list[dict[str, object]] = []
     try:
         async with db.transaction() as conn:
-            return await _write(conn, writes)
+            results = await _write(conn, writes, hit_logs)
     except DatabaseUnavailable:
         raise
     except Exception as exc:
         if len(writes) == 1:
             return [exc]
         log.warning("group write failed, storing its members one by one", exc_info=True)
+        return await _one_by_one(db, writes)
+    for extra in hit_logs:  # once committed
+        log.info("dedupe hit", extra=extra)
+    return results
+
+
+async def _one_by_one(db: Database, writes: Sequence[Write]) -> list[Result]:
     results: list[Result] = []
     for write in writes:
         try:
@@ -99,7 +107,9 @@ async def store_group(db: Database, writes: Sequence[Write]) -> list[Result]:
     return results
 
 
-async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
+async def _write(
+    conn: Connection, writes: Sequence[Write], hit_logs: list[dict[str, object]]
+) -> list[Result]:
     copies: dict[MessageKey, list[int]] = {}
     for i, write in enumerate(writes):
         if isinstance(write, MessageWrite):
@@ -149,7 +159,9 @@ async def _write(conn: Connection, writes: Sequence[Write]) -> list[Result]:
         k: lead_ids[lead_ref(k[0], firsts[k].message.lead)] for k in new
     }
     lead_of.update({k: row["lead_id"] for k, row in stored.items()})
-    revived = await _record_dedupe_hits(conn, writes, copies, new, stored, interest, lead_of)
+    revived = await _record_dedupe_hits(
+        conn, writes, copies, new, stored, interest, lead_of, hit_logs
+    )
     # Integration reports in arrival order per (workspace, integration): the last one stands.
     statuses = [w for w in writes if isinstance(w, StatusWrite)]
     for w in sorted(statuses, key=lambda w: (w.workspace_id, w.event.integration)):
@@ -279,11 +291,12 @@ async def _record_dedupe_hits(
     stored: dict[MessageKey, Row],
     interest: dict[MessageKey, bool],
     lead_of: dict[MessageKey, int | None],
+    hit_logs: list[dict[str, object]],
 ) -> set[int]:
     """One update per message hit by copies (``deduped_copies``); for the messages stored
     before this group, the interest a copy brought and their jobs: re-run when the interest is
     new to the message (issue 14 item 11), a dead one revived otherwise.  Returns the ids of the
-    messages whose job was made due."""
+    messages whose job was made due; each hit's log line goes to ``hit_logs``."""
     hits: list[dict[str, int]] = []
     for key, members in copies.items():
         if key not in new and key not in stored:
@@ -292,9 +305,8 @@ async def _record_dedupe_hits(
         if len(members) > (key in new):
             hits.append({"id": message_id, "copies": len(members) - (key in new)})
         for i in members[key in new :]:
-            log.info(
-                "dedupe hit",
-                extra={
+            hit_logs.append(
+                {
                     "event": _message(writes[i]).event,
                     "key_name": key[1],
                     "key_value": key[2],
@@ -302,7 +314,7 @@ async def _record_dedupe_hits(
                     "lead_id": lead_of[key],
                     "message_id": message_id,
                     "deduped": True,
-                },
+                }
             )
     if not hits:
         return set()
