@@ -118,12 +118,14 @@ async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
         assert all(a.headers["retry-after"] for a in answers)
         assert all(a.json()["retryable"] for a in answers)
         assert await count(database_url, "messages") == 1
+        assert await count(database_url, "background_jobs") == 1
         # The database is back: the same deliveries are stored now.
         again = await asyncio.gather(
             *(client.http.post(eb, content=reply(100 + n)) for n in range(20))
         )
         assert {a.status_code for a in again} == {200}
     assert await count(database_url, "messages") == 21
+    assert await count(database_url, "background_jobs") == 21
 
 
 def message(key: str) -> Message:
