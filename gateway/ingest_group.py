@@ -23,10 +23,14 @@ import weakref
 from collections.abc import Callable
 
 from gateway.events import Outcome
-from gateway.ingest_store import Result, Write, store_group
+from gateway.ingest_store import Result, Write, store_group, text_size
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from sql import Database, DatabaseUnavailable
+
+# At most this much message text (bodies and subjects, in characters) in one group: its JSON
+# parameter stays far below PostgreSQL's 255 MB jsonb limit however large the bodies are.
+MAX_GROUP_TEXT = 16 * 1024 * 1024
 
 # Groups written at once: PostgreSQL overlaps one group's commit with the next group's
 # statements; SQLite's single writer would only queue a second one.
@@ -75,8 +79,7 @@ class IngestGroups:
                 if self._linger_s:
                     await asyncio.sleep(self._linger_s)
                 await self._slots.acquire()
-                group = self._pending[: self._batch_max]
-                del self._pending[: self._batch_max]
+                group = self._take()
                 task = asyncio.create_task(self._write(group))
                 self._writes.add(task)
                 task.add_done_callback(functools.partial(self._settled, group=group))
@@ -86,6 +89,19 @@ class IngestGroups:
             raise
         finally:
             self._flusher = None
+
+    def _take(self) -> list[_Pending]:
+        """The next group: up to INGEST_BATCH_MAX pending writes, fewer when their message
+        text would pass MAX_GROUP_TEXT (always at least one)."""
+        count = text = 0
+        for pending in self._pending[: self._batch_max]:
+            text += text_size(pending.write)
+            if count and text > MAX_GROUP_TEXT:
+                break
+            count += 1
+        group = self._pending[:count]
+        del self._pending[:count]
+        return group
 
     async def _write(self, group: list[_Pending]) -> None:
         started = time.perf_counter()

@@ -75,6 +75,13 @@ Result = object  # an Outcome (an OwnWrite's own result), or the write's own Exc
 MessageKey = tuple[str, str, str]  # workspace id, key column, key value
 
 
+def text_size(write: Write) -> int:
+    """The message text a write adds to its group's JSON parameter."""
+    if not isinstance(write, MessageWrite):
+        return 0
+    return len(write.message.body or "") + len(write.message.subject or "")
+
+
 async def store_group(db: Database, writes: Sequence[Write]) -> list[Result]:
     """Store ``writes`` in one transaction and return each one's outcome (or its own error,
     such as ``ReplayedDelivery``).  Raises ``DatabaseUnavailable`` (and nothing is committed)

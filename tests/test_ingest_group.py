@@ -6,6 +6,7 @@ concurrency on both backends: many deliveries at once through the ASGI app, then
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ import pytest
 from gateway.app import create_app
 from gateway.events import IntegrationStatus, Lead, LeadUpdate, Message, ReplayedDelivery
 from gateway.ingest import ingest, store_message
+from gateway.ingest_group import open_groups
+from gateway.metrics import Metrics
 from gateway.providers import Delivery
 from gateway.quarantine import quarantine_delivery
 from gateway.settings import Settings
@@ -294,3 +297,21 @@ async def test_a_quarantine_over_its_cap_rolls_back_only_its_own_savepoint(
     ]
     assert await count(database_url, "messages") == 2
     assert await count(database_url, "webhook_quarantine") == 1
+
+
+async def test_a_group_is_bounded_by_its_message_text_too(
+    db: Database, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    """Three 6 MiB bodies arriving together: the first two make a group, the third (past
+    MAX_GROUP_TEXT) the next one, so a group's one JSON parameter stays bounded."""
+    metrics = Metrics()
+    open_groups(db, settings, metrics, lambda: None)
+    body = "x" * (6 * 1024 * 1024)
+    big = [dataclasses.replace(message(f"k{n}"), body=body) for n in range(3)]
+    await asyncio.gather(
+        *(store_message(db, workspace.id, m, now=NOW, max_attempts=5) for m in big)
+    )
+    sizes = metrics.render().decode()
+    assert "hookgate_ingest_group_size_count 2.0" in sizes
+    assert "hookgate_ingest_group_size_sum 3.0" in sizes
+    assert await count(settings.database_url, "messages", "length(body) = $1", len(body)) == 3
