@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from gateway.delivery_stats import DeliveryStats
 from gateway.events import Outcome
 from gateway.ingest_store import Result, Write, store_group, text_size
 from gateway.metrics import Metrics
@@ -52,12 +53,14 @@ class IngestGroups:
         settings: Settings,
         metrics: Metrics | None = None,
         job_due: Callable[[], None] | None = None,
+        stats: DeliveryStats | None = None,
     ) -> None:
         self._db = db
         self._batch_max = settings.ingest_batch_max
         self._linger_s = settings.ingest_linger_ms / 1000
         self._metrics = metrics
         self._job_due = job_due
+        self._stats = stats
         self._pending: list[_Pending] = []
         self._slots = asyncio.Semaphore(IN_FLIGHT[db.dialect])
         self._flusher: asyncio.Task[None] | None = None
@@ -106,7 +109,7 @@ class IngestGroups:
     async def _write(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            results = await store_group(self._db, [p.write for p in group])
+            results = await store_group(self._db, [p.write for p in group], self._stats)
         except Exception as exc:  # a lost database: nothing of the group was committed
             for pending in group:
                 pending.answer.set_exception(exc)
@@ -146,10 +149,15 @@ _GROUPS: weakref.WeakKeyDictionary[Database, IngestGroups] = weakref.WeakKeyDict
 
 
 def open_groups(
-    db: Database, settings: Settings, metrics: Metrics, job_due: Callable[[], None]
+    db: Database,
+    settings: Settings,
+    metrics: Metrics,
+    job_due: Callable[[], None],
+    stats: DeliveryStats | None = None,
 ) -> IngestGroups:
-    """The grouper of a process's database, with its settings, metrics and runner wake-up."""
-    groups = _GROUPS[db] = IngestGroups(db, settings, metrics, job_due)
+    """The grouper of a process's database, with its settings, metrics, runner wake-up and
+    delivery stats (written in each group's transaction)."""
+    groups = _GROUPS[db] = IngestGroups(db, settings, metrics, job_due, stats)
     return groups
 
 

@@ -6,10 +6,11 @@ The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHIN
 and their post-process jobs enqueued; the dedupe hits are found by the one key their deliveries
 use; the leads of new messages and lead updates are read by their key and upserted only when new
 or changed, each once per group and in key order (``gateway.ingest_leads``); the new messages
-get their lead; each message hit by copies gets one update (``deduped_copies``), the interest a
-copy brought, and its job re-run (interest new to it) or revived (dead); then the integration
-reports and the writes with statements of their own (quarantined deliveries).  Copies of one
-delivery inside the group are folded into one row: the first is stored, the others answered
+get their lead; a message hit by copies gets the interest a copy brought and its job re-run
+(interest new to it) or revived (dead); then the integration reports, the writes with statements
+of their own (quarantined deliveries) and the delivery stats answered since the last write
+(``gateway.delivery_stats``: one statement per group, not a transaction of their own).  Copies
+of one delivery inside the group are folded into one row: the first is stored, the others answered
 ``deduped`` with its id, their interest kept.  A statement error that is not an outage retries
 the members one by one, so only the delivery at fault gets its error.
 """
@@ -21,6 +22,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from gateway.delivery_stats import DeliveryStats, Pending
 from gateway.events import (
     MESSAGE_KEYS,
     POST_PROCESS_JOB,
@@ -82,17 +84,25 @@ def text_size(write: Write) -> int:
     return len(write.message.body or "") + len(write.message.subject or "")
 
 
-async def store_group(db: Database, writes: Sequence[Write]) -> list[Result]:
+async def store_group(
+    db: Database, writes: Sequence[Write], stats: DeliveryStats | None = None
+) -> list[Result]:
     """Store ``writes`` in one transaction and return each one's outcome (or its own error,
-    such as ``ReplayedDelivery``).  Raises ``DatabaseUnavailable`` (and nothing is committed)
-    when the database is lost; any other failure retries the members one by one."""
+    such as ``ReplayedDelivery``), with the delivery stats pending in ``stats``.  Raises
+    ``DatabaseUnavailable`` (and nothing is committed) when the database is lost; any other
+    failure retries the members one by one."""
     hit_logs: list[dict[str, object]] = []
+    written: Pending | None = None
     try:
         async with db.transaction() as conn:
             results = await _write(conn, writes, hit_logs)
-    except DatabaseUnavailable:
-        raise
-    except Exception as exc:
+            if stats is not None:
+                written = await stats.write(conn)
+    except BaseException as exc:
+        if stats is not None and written is not None:
+            stats.keep(written)  # written, then not committed
+        if isinstance(exc, DatabaseUnavailable) or not isinstance(exc, Exception):
+            raise
         if len(writes) == 1:
             return [exc]
         log.warning("group write failed, storing its members one by one", exc_info=True)
@@ -300,17 +310,14 @@ async def _record_dedupe_hits(
     lead_of: dict[MessageKey, int | None],
     hit_logs: list[dict[str, object]],
 ) -> set[int]:
-    """One update per message hit by copies (``deduped_copies``); for the messages stored
-    before this group, the interest a copy brought and their jobs: re-run when the interest is
-    new to the message (issue 14 item 11), a dead one revived otherwise.  Returns the ids of the
-    messages whose job was made due; each hit's log line goes to ``hit_logs``."""
-    hits: list[dict[str, int]] = []
+    """For the messages stored before this group, the interest a copy brought and their jobs:
+    re-run when the interest is new to the message (issue 14 item 11), a dead one revived
+    otherwise.  Returns the ids of the messages whose job was made due; each hit's log line goes
+    to ``hit_logs``."""
     for key, members in copies.items():
         if key not in new and key not in stored:
             continue
         message_id = new[key] if key in new else int(stored[key]["id"])
-        if len(members) > (key in new):
-            hits.append({"id": message_id, "copies": len(members) - (key in new)})
         for i in members[key in new :]:
             hit_logs.append(
                 {
@@ -323,10 +330,6 @@ async def _record_dedupe_hits(
                     "deduped": True,
                 }
             )
-    if not hits:
-        return set()
-    hits.sort(key=lambda hit: hit["id"])
-    await conn.execute("record_dedupe_hits", rows=as_json(hits))
     if not stored:
         return set()
     interested = [k for k in stored if interest[k]]

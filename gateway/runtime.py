@@ -69,8 +69,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 clients=clients,
                 delivery_stats=stats,
             )
-            # Ingest groups wake the runner once per group (``job_due`` is set by the scheduler).
-            groups = open_groups(db, settings, runtime.metrics, lambda: runtime.job_due())
+            # Ingest groups wake the runner once per group (``job_due`` is set by the scheduler)
+            # and write the delivery stats pending in their transactions.
+            groups = open_groups(db, settings, metrics, lambda: runtime.job_due(), stats)
             try:
                 yield runtime
             finally:

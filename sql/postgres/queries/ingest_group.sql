@@ -88,12 +88,6 @@ WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST(:ids AS jsonb)) AS bigin
   AND NOT interested
 RETURNING id;
 
--- name: record_dedupe_hits
--- One update per message per group: how many of its copies were answered `deduped`.
-UPDATE messages m SET deduped_copies = m.deduped_copies + r.copies
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, copies integer)
-WHERE m.id = r.id;
-
 -- name: mark_leads_interested
 UPDATE leads l SET interested = true, updated_at = r.now AT TIME ZONE 'UTC'
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, now timestamp)

@@ -70,12 +70,6 @@ UPDATE messages SET interested = true
 WHERE id IN (SELECT value FROM json_each(:ids)) AND NOT interested
 RETURNING id;
 
--- name: record_dedupe_hits
-WITH r AS (SELECT value ->> 'id' AS message_id, value ->> 'copies' AS copies
-           FROM json_each(:rows))
-UPDATE messages SET deduped_copies = deduped_copies + r.copies
-FROM r WHERE messages.id = r.message_id;
-
 -- name: mark_leads_interested
 WITH r AS (SELECT value ->> 'id' AS lead_id, value ->> 'now' AS now FROM json_each(:rows))
 UPDATE leads SET interested = true, updated_at = r.now
