@@ -22,7 +22,7 @@ from gateway.ingest_group import groups_for
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from sql import Database, DatabaseUnavailable
-from tests.conftest import AppClient, count, encode, fixture_json, make_settings
+from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
 
@@ -126,6 +126,10 @@ async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
         assert {a.status_code for a in again} == {200}
     assert await count(database_url, "messages") == 21
     assert await count(database_url, "background_jobs") == 21
+    # The delivery stats pending when groups failed were kept for a later write: every answer
+    # (1 + 21 refused + 20) is counted once.
+    [stats] = await rows(database_url, "SELECT sum(deliveries) AS n FROM delivery_stats")
+    assert stats["n"] == 42
 
 
 def message(key: str) -> Message:
