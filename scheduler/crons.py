@@ -251,7 +251,10 @@ class CronService:
         duration_s = time.monotonic() - tick.began
         finished = tick.started + dt.timedelta(seconds=duration_s)
         # A run cut short by shutdown hands its lease back: another replica may run the tick.
-        expires = finished if outcome == "cancelled" else max(tick.keep_until, finished)
+        # Expired as of its start, not of ``finished``: that is measured from before the lease
+        # was taken, so it runs ahead of the database's clock by the take's round trip, and a
+        # replica asking at once would still find the lease held.
+        expires = tick.started if outcome == "cancelled" else max(tick.keep_until, finished)
         run = CronRun(
             name=tick.spec.name,
             holder=self.holder,
