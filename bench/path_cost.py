@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.path_cost                          # both backends, both mixes
     .venv/bin/python -m bench.path_cost --backends sqlite --deliveries 2000   # a trial
+    .venv/bin/python -m bench.path_cost --no-delivery-stats      # what delivery_stats costs
 
 No socket, no uvicorn, no load generator: the app (``gateway.app.create_app``, its lifespan
 run, ``HOOKGATE_SCHEDULER=0``) is called as ASGI directly, ``--concurrency`` deliveries in
@@ -139,6 +140,19 @@ async def _measure(url: str, args: argparse.Namespace, dup_ratio: float, seed: i
     return spent / ok * 1e6
 
 
+def _switch_off_delivery_stats() -> None:
+    from gateway.delivery_stats import DeliveryStats, Pending
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def write(*args: Any) -> Pending:
+        return Pending()
+
+    DeliveryStats.record = record  # type: ignore[method-assign]
+    DeliveryStats.write = write  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.path_cost", description=__doc__.split("\n")[0]
@@ -149,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="fresh databases per cell")
+    parser.add_argument(
+        "--no-delivery-stats",
+        action="store_true",
+        help="record and write no delivery stats (what the console's per-minute figures cost)",
+    )
     args = parser.parse_args(argv)
+    if args.no_delivery_stats:
+        _switch_off_delivery_stats()
     rows = []
     for backend in args.backends.split(","):
         for mix in args.mixes.split(","):
