@@ -49,12 +49,13 @@ RETRY_PAUSE_S = 0.3
 
 
 def libfaketime() -> str:
-    """The path of Debian's libfaketime (package ``faketime``, which ``scripts/test`` installs)."""
+    """The path of Debian's libfaketime (package ``faketime``; ``scripts/test-setup`` installs
+    it)."""
     found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
     if not found:
         raise RuntimeError(
             "libfaketime is not installed (the randomized fault test runs a replica with its "
-            "clock ahead under it): apt-get install faketime, or run scripts/test as root"
+            "clock ahead under it): apt-get install faketime, or run scripts/test-setup as root"
         )
     return found[0]
 
