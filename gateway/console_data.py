@@ -14,7 +14,7 @@ from gateway import charts
 from gateway.api import banner
 from gateway.charts import Figure, Series, Window, aligned
 from gateway.delivery_stats import LATENCY_BOUNDS_MS, OUTCOMES, quantile
-from gateway.ingest import IDENTITY_COLUMNS
+from gateway.events import IDENTITY_COLUMNS
 from gateway.integrations import alert_day, alert_kind
 from gateway.notices import workspace_warnings
 from scheduler.queue import NO_ID_LIMIT

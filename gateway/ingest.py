@@ -16,22 +16,14 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from gateway.events import (
-    IDENTITY_COLUMNS,
-    LEAD_IDENTITIES,
-    MESSAGE_KEYS,
-    POST_PROCESS_JOB,
-    Channel,
-    Direction,
     Event,
     Ignored,
     IntegrationStatus,
     Lead,
-    LeadKey,
     LeadUpdate,
     Message,
     Outcome,
     ParseError,
-    ReplayedDelivery,
 )
 from gateway.ingest_group import groups_for
 from gateway.ingest_store import LeadWrite, MessageWrite, StatusWrite, Write
@@ -39,29 +31,6 @@ from sql import Database
 
 if TYPE_CHECKING:
     from gateway.providers.base import Delivery, Payload, Provider
-
-# The event types are defined in gateway.events and read from here by the providers.
-__all__ = [
-    "IDENTITY_COLUMNS",
-    "LEAD_IDENTITIES",
-    "MESSAGE_KEYS",
-    "POST_PROCESS_JOB",
-    "Channel",
-    "Direction",
-    "Event",
-    "Ignored",
-    "IntegrationStatus",
-    "Lead",
-    "LeadKey",
-    "LeadUpdate",
-    "Message",
-    "Outcome",
-    "ParseError",
-    "ReplayedDelivery",
-    "ingest",
-    "ingest_delivery",
-    "store_message",
-]
 
 
 async def ingest(

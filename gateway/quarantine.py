@@ -33,7 +33,8 @@ from typing import Any
 
 import orjson
 
-from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
+from gateway.events import ParseError, ReplayedDelivery
+from gateway.ingest import ingest_delivery
 from gateway.ingest_group import groups_for
 from gateway.ingest_store import OwnWrite
 from gateway.providers import PROVIDERS, Delivery

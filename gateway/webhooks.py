@@ -20,7 +20,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.ingest import ParseError, ReplayedDelivery, ingest_delivery
+from gateway.events import ParseError, ReplayedDelivery
+from gateway.ingest import ingest_delivery
 from gateway.notices import record_notices
 from gateway.providers import PROVIDERS, Delivery, Provider
 from gateway.quarantine import QuarantineFull, quarantine_delivery

@@ -39,7 +39,7 @@ import orjson
 
 from clients import Clients
 from clients.ai import AIClient, AIResult
-from gateway.ingest import POST_PROCESS_JOB
+from gateway.events import POST_PROCESS_JOB
 from gateway.runtime import Runtime
 from scheduler.auto_send import consider_auto_send
 from scheduler.handlers import JobContext, JobDataError, register

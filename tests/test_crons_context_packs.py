@@ -18,7 +18,8 @@ import pytest
 from gateway.api import create_context_pack
 from gateway.app import create_app
 from gateway.cli import main
-from gateway.ingest import Lead, Message, store_message
+from gateway.events import Lead, Message
+from gateway.ingest import store_message
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from scheduler.context_packs import ContextPackBuilder
 from scheduler.crons import CronService

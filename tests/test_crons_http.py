@@ -12,7 +12,7 @@ import pytest
 
 from gateway.api import create_context_pack
 from gateway.app import create_app
-from gateway.ingest import Lead
+from gateway.events import Lead
 from gateway.ingest_store import upsert_leads
 from gateway.overview import collect
 from gateway.runtime import Runtime

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from gateway.api import create_context_pack
-from gateway.ingest import Lead
+from gateway.events import Lead
 from gateway.ingest_store import upsert_leads
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from sql import Database

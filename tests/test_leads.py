@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ingest import Lead
+from gateway.events import Lead
 from gateway.ingest_store import upsert_leads
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace

@@ -20,7 +20,8 @@ import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.ingest import Lead, Message, store_message
+from gateway.events import Lead, Message
+from gateway.ingest import store_message
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database, DatabaseUnavailable, connect, is_connection_lost
 from sql.migrations import discover

@@ -9,7 +9,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from gateway.ingest import Lead, Message, store_message
+from gateway.events import Lead, Message
+from gateway.ingest import store_message
 from gateway.integrations import record_integration_status
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace

@@ -17,7 +17,7 @@ import pytest
 
 from gateway import quarantine
 from gateway.app import create_app
-from gateway.ingest import Event
+from gateway.events import Event
 from gateway.providers import PROVIDERS, Delivery
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace

@@ -1,5 +1,5 @@
 """Provider parsers.  Each module turns one provider's delivery into a normalised event
-(``gateway.ingest``); authentication, the transaction, dedupe and answers stay in the shared path
+(``gateway.events``); authentication, the transaction, dedupe and answers stay in the shared path
 (``gateway.webhooks``).  Adding a provider means adding a module and one line below."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.ingest import Event
+from gateway.events import Event
 from gateway.settings import Settings
 from gateway.workspaces import secret_matches
 from sql import Row

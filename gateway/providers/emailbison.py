@@ -9,7 +9,7 @@ interested whichever arrives first.  No signature exists: the URL token is the o
 
 from __future__ import annotations
 
-from gateway.ingest import Event, Ignored, Lead, Message, ParseError
+from gateway.events import Event, Ignored, Lead, Message, ParseError
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider
 

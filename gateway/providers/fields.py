@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.ingest import ParseError
+from gateway.events import ParseError
 
 
 def obj(parent: Any, key: str, *, where: str = "") -> dict[str, Any]:

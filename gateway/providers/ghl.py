@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gateway.ingest import Channel, Event, Ignored, Lead, Message, ParseError
+from gateway.events import Channel, Event, Ignored, Lead, Message, ParseError
 from gateway.notices import MARKETPLACE_SMS, UNDATED_WORKFLOW_SMS, WORKFLOW_SMS
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider, token_auth

@@ -22,7 +22,7 @@ creation, compared with the workspace's Instantly secret.
 
 from __future__ import annotations
 
-from gateway.ingest import Event, Ignored, Lead, LeadUpdate, Message, ParseError
+from gateway.events import Event, Ignored, Lead, LeadUpdate, Message, ParseError
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider, token_or_header
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from gateway.ingest import Event, Ignored, Lead, LeadUpdate, Message, ParseError
+from gateway.events import Event, Ignored, Lead, LeadUpdate, Message, ParseError
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider
 from gateway.workspaces import secret_matches

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.ingest import Event, Ignored, IntegrationStatus, Lead, Message, ParseError
+from gateway.events import Event, Ignored, IntegrationStatus, Lead, Message, ParseError
 from gateway.providers import fields
 from gateway.providers.base import Delivery, Payload, Provider, token_or_header
 
