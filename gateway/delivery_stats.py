@@ -32,9 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
-import orjson
-
-from sql import Connection, Database, DatabaseError
+from sql import Connection, Database, DatabaseError, json_rows
 
 log = logging.getLogger("hookgate.delivery_stats")
 
@@ -113,7 +111,7 @@ class DeliveryStats:
             if taken.counts:
                 await conn.execute("add_delivery_stats", rows=_encode(taken.counts))
             if taken.copies:
-                copies = orjson.dumps(list(taken.copies.items())).decode()
+                copies = json_rows(list(taken.copies.items()))
                 await conn.execute("add_message_copies", copies=copies)
         except BaseException:
             self.keep(taken)
@@ -177,7 +175,7 @@ def _encode(counts: Counts) -> str:
         [minute, provider, outcome, _LE_MS[bucket], int(n), latency_s * 1000]
         for (minute, provider, outcome, bucket), (n, latency_s) in counts.items()
     ]
-    return orjson.dumps(rows).decode()
+    return json_rows(rows)
 
 
 @asynccontextmanager

@@ -11,28 +11,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from gateway.events import LEAD_IDENTITIES, Lead, LeadKey
-from sql import Connection, DatabaseError, DatabaseUnavailable, Row
+from sql import Connection, DatabaseError, DatabaseUnavailable, Row, json_rows, timestamp_text
 
 log = logging.getLogger("hookgate.ingest")
 
 _LEAD_FIELDS = ("first_name", "last_name", "company", "title", "status")
 
 LeadRef = tuple[str, LeadKey, str]  # workspace id, key kind, key value
-
-
-def timestamp(value: dt.datetime | None) -> str | None:
-    """A time as a group's JSON carries it: UTC text without an offset."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def as_json(rows: Sequence[object]) -> str:
-    """A group's rows as the one JSON parameter its statement unpacks."""
-    return orjson.dumps(rows).decode()
 
 
 def lead_ref(workspace_id: str, lead: Lead) -> LeadRef:
@@ -87,12 +73,12 @@ async def upsert_leads(
         if not refs:
             continue
         wanted = [{"workspace_id": ref[0], "key_value": ref[2]} for ref in refs]
-        for row in await conn.fetch_all(f"find_leads_by_{kind}", rows=as_json(wanted)):
+        for row in await conn.fetch_all(f"find_leads_by_{kind}", rows=json_rows(wanted)):
             rows[(row["workspace_id"], kind, row["key_value"])] = row
         changed = [ref for ref in refs if ref not in rows or _news_for(rows[ref], merged[ref][0])]
         if changed:
             upserts = [_lead_row(ref, *merged[ref]) for ref in changed]
-            for row in await conn.fetch_all(f"upsert_leads_by_{kind}", rows=as_json(upserts)):
+            for row in await conn.fetch_all(f"upsert_leads_by_{kind}", rows=json_rows(upserts)):
                 rows[(row["workspace_id"], kind, row["key_value"])] = row
     for ref in sorted(merged):
         lead = merged[ref][0]
@@ -113,7 +99,7 @@ def _lead_row(ref: LeadRef, lead: Lead, now: dt.datetime) -> dict[str, Any]:
         "key_value": ref[2],
         **{field: getattr(lead, field) for field in _LEAD_FIELDS},
         "interested": lead.interested,
-        "now": timestamp(now),
+        "now": timestamp_text(now),
     }
 
 

@@ -33,9 +33,9 @@ from gateway.events import (
     Outcome,
     ReplayedDelivery,
 )
-from gateway.ingest_leads import as_json, lead_ref, timestamp, upsert_leads
+from gateway.ingest_leads import lead_ref, upsert_leads
 from gateway.integrations import record_integration_status
-from sql import Connection, Database, DatabaseUnavailable, Row
+from sql import Connection, Database, DatabaseUnavailable, Row, json_rows, timestamp_text
 
 log = logging.getLogger("hookgate.ingest")
 
@@ -154,7 +154,7 @@ async def _write(
         if k in new and firsts[k].message.direction == "inbound"
     ]
     if jobs:
-        await conn.execute("enqueue_post_process_jobs", rows=as_json(jobs))
+        await conn.execute("enqueue_post_process_jobs", rows=json_rows(jobs))
 
     # The leads last: an upserted lead stays locked until the commit, so hold it the shortest.
     leads: list[tuple[str, Lead, dt.datetime]] = [
@@ -170,7 +170,7 @@ async def _write(
             for k in keys
             if k in new
         ]
-        await conn.execute("set_messages_lead", rows=as_json(links))
+        await conn.execute("set_messages_lead", rows=json_rows(links))
 
     lead_of: dict[MessageKey, int | None] = {
         k: lead_ids[lead_ref(k[0], firsts[k].message.lead)] for k in new
@@ -272,15 +272,15 @@ async def _insert_messages(
                 "event": msg.event,
                 "subject": msg.subject,
                 "body": msg.body,
-                "sent_at": timestamp(msg.sent_at),
+                "sent_at": None if msg.sent_at is None else timestamp_text(msg.sent_at),
                 "interested": interested,
-                "now": timestamp(write.now),
+                "now": timestamp_text(write.now),
                 msg.key_column: msg.key_value,
                 "delivery_id": msg.delivery_id,
                 "provider_thread_id": msg.thread_id,
             }
         )
-    inserted = await conn.fetch_all("insert_messages", rows=as_json(rows))
+    inserted = await conn.fetch_all("insert_messages", rows=json_rows(rows))
     new: dict[MessageKey, int] = {}
     for row in inserted:
         column = next(c for c in MESSAGE_KEYS if row[c] is not None)
@@ -295,7 +295,7 @@ async def _find_messages(conn: Connection, keys: list[MessageKey]) -> dict[Messa
         by_column.setdefault(column, []).append({"workspace_id": workspace_id, "key_value": value})
     found: dict[MessageKey, Row] = {}
     for column, rows in by_column.items():
-        for row in await conn.fetch_all(f"find_messages_by_{column}", rows=as_json(rows)):
+        for row in await conn.fetch_all(f"find_messages_by_{column}", rows=json_rows(rows)):
             found[(row["workspace_id"], column, row["key_value"])] = row
     return found
 
@@ -336,13 +336,15 @@ async def _record_dedupe_hits(
     news: set[int] = set()
     if interested:
         ids = sorted(int(stored[k]["id"]) for k in interested)
-        found = await conn.fetch_all("mark_messages_interested", ids=as_json(ids))
+        found = await conn.fetch_all("mark_messages_interested", ids=json_rows(ids))
         news = {int(row["id"]) for row in found}
-        now = timestamp(max(_message_write(writes[i]).now for k in interested for i in copies[k]))
+        now = timestamp_text(
+            max(_message_write(writes[i]).now for k in interested for i in copies[k])
+        )
         leads = sorted({int(lead) for k in interested if (lead := stored[k]["lead_id"])})
         if leads:
             rows = [{"id": lead, "now": now} for lead in leads]
-            await conn.execute("mark_leads_interested", rows=as_json(rows))
+            await conn.execute("mark_leads_interested", rows=json_rows(rows))
     due: set[int] = set()
     for query, wanted in (("rerun_jobs", True), ("requeue_dead_jobs", False)):
         keys = sorted(
@@ -352,6 +354,6 @@ async def _record_dedupe_hits(
             and (job := _job_type(_message(writes[copies[k][0]]))) is not None
         )
         if keys:
-            found = await conn.fetch_all(query, dedupe_keys=as_json(keys))
+            found = await conn.fetch_all(query, dedupe_keys=json_rows(keys))
             due |= {int(row["dedupe_key"].rsplit(":", 1)[1]) for row in found}
     return due

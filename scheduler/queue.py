@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from sql import Connection, Database, Row
+from sql import Connection, Database, Row, json_rows
 
 STATUSES = ("pending", "running", "succeeded", "dead")
 NO_ID_LIMIT = 2**63 - 1  # ``before_id`` that pages from the newest row
@@ -85,7 +85,7 @@ async def enqueue(
 
 def _claims_param(jobs: Iterable[Job]) -> str:
     """The ``:claims`` parameter of renew and release: ``[[id, claim_token], …]`` as JSON."""
-    return orjson.dumps([job.claim for job in jobs]).decode()
+    return json_rows([job.claim for job in jobs])
 
 
 class JobQueue:

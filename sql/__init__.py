@@ -1,6 +1,14 @@
 """The database port: named queries over asyncpg (PostgreSQL) and aiosqlite (SQLite)."""
 
-from sql.database import Connection, Database, Row, connect, database_now
+from sql.database import (
+    Connection,
+    Database,
+    Row,
+    connect,
+    database_now,
+    json_rows,
+    timestamp_text,
+)
 from sql.errors import ConstraintViolation, DatabaseError, DatabaseUnavailable, is_connection_lost
 
 __all__ = [
@@ -13,4 +21,6 @@ __all__ = [
     "connect",
     "database_now",
     "is_connection_lost",
+    "json_rows",
+    "timestamp_text",
 ]

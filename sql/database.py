@@ -13,9 +13,26 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+import orjson
+
 from sql.migrations import Migration
 
 Row = dict[str, Any]
+
+
+def timestamp_text(value: dt.datetime) -> str:
+    """A time as both backends store and compare it in text (SQLite's columns, and the rows of
+    a JSON parameter): UTC, no offset, microseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def json_rows(rows: Sequence[object]) -> str:
+    """Many rows as the one JSON parameter a statement unpacks (``jsonb_to_recordset`` or
+    ``jsonb_array_elements`` on PostgreSQL, ``json_each`` on SQLite)."""
+    return orjson.dumps(rows).decode()
+
 
 # SQLite's ``PRAGMA synchronous`` for the writer.  ``full`` (the default) syncs the WAL at every
 # commit, so a committed delivery survives a power loss; ``normal`` syncs only at checkpoints:

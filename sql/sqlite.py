@@ -24,7 +24,7 @@ from typing import Any, cast
 import aiosqlite
 
 from sql import queries
-from sql.database import SQLITE_SYNCHRONOUS, Row
+from sql.database import SQLITE_SYNCHRONOUS, Row, timestamp_text
 from sql.errors import DatabaseUnavailable, classify
 from sql.migrations import Migration
 
@@ -32,17 +32,11 @@ DIALECT = "sqlite"
 _UTC = dt.UTC
 
 
-def _adapt_datetime(value: dt.datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(_UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
-
-
 def _convert_timestamp(raw: bytes) -> dt.datetime:
     return dt.datetime.fromisoformat(raw.decode()).replace(tzinfo=_UTC)
 
 
-sqlite3.register_adapter(dt.datetime, _adapt_datetime)
+sqlite3.register_adapter(dt.datetime, timestamp_text)
 sqlite3.register_converter("TIMESTAMP", _convert_timestamp)
 sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b""))
 
@@ -53,7 +47,7 @@ def _database_now_plus(seconds: float) -> str:
     005, so statements that compare leases and expiries with the database's clock are written
     once for both dialects.  (On SQLite the database is a local file: its clock is this
     machine's.)"""
-    return _adapt_datetime(dt.datetime.now(_UTC) + dt.timedelta(seconds=seconds))
+    return timestamp_text(dt.datetime.now(_UTC) + dt.timedelta(seconds=seconds))
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
