@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sql import (
 from sql.errors import UnknownQuery, classify
 from sql.migrations import discover
 from sql.queries import compile_query, parse
+from tests.cancel_support import CancelAtSuspension
 from tests.conftest import make_settings, rows
 
 
@@ -163,7 +164,7 @@ async def _cancelled_at(
 
     holder_task = asyncio.create_task(holder())
     await holding.wait()
-    victim = _CancelAtSuspension(write, at)
+    victim = CancelAtSuspension(write, at)
     task: asyncio.Task[None] = asyncio.create_task(victim)
     async with asyncio.timeout(10):
         await victim.suspended.wait()  # it waits for the writer or connection
@@ -347,54 +348,3 @@ def workspace_params(workspace_id: str) -> dict[str, object]:
         **hashes,
         **optional,
     }
-
-
-class _CancelAtSuspension:
-    """A coroutine for ``asyncio.create_task`` that runs ``coro`` and cancels its task at the
-    ``at``-th suspension, exactly as a cancellation arriving during that await would: the task
-    is cancelled while the coroutine waits there.  Records where each suspension happened."""
-
-    def __init__(self, coro: Coroutine[Any, Any, None], at: int) -> None:
-        self._coro = coro
-        self._at = at
-        self.suspensions: list[str] = []
-        self.suspended = asyncio.Event()
-
-    def send(self, value: Any) -> Any:
-        return self._suspended(self._coro.send(value))
-
-    def throw(self, exc: BaseException) -> Any:
-        return self._suspended(self._coro.throw(exc))
-
-    def close(self) -> None:
-        self._coro.close()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        raise TypeError("run it as a task")
-
-    def _suspended(self, awaited: Any) -> Any:
-        self.suspensions.append(_innermost_port_frame(self._coro))
-        self.suspended.set()
-        if len(self.suspensions) == self._at:
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
-        return awaited
-
-
-def _innermost_port_frame(coro: Any) -> str:
-    """``function:line`` of the innermost frame in ``sql/`` that ``coro`` is suspended in
-    (following ``async with`` into the generator behind an ``@asynccontextmanager``)."""
-    where = "?"
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is None:
-            break
-        if "/sql/" in frame.f_code.co_filename:
-            where = f"{frame.f_code.co_name}:{frame.f_lineno}"
-        awaited = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-        manager = frame.f_locals.get("self")
-        if frame.f_code.co_name in ("__aenter__", "__aexit__") and hasattr(manager, "gen"):
-            awaited = manager.gen
-        coro = awaited
-    return where

@@ -16,12 +16,14 @@ import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.events import Lead, Message
+from gateway.events import Lead, Message, Outcome
 from gateway.ingest import store_message
 from gateway.ingest_group import groups_for
+from gateway.ingest_store import MessageWrite, store_group
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from sql import Database, DatabaseUnavailable
+from tests.cancel_support import CancelAtSuspension
 from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
@@ -197,6 +199,41 @@ async def test_a_cancelled_group_answers_every_member_and_stores_none(
     assert await count(database_url, "messages") == 0
     await store_message(db, workspace.id, message("after"), now=NOW, max_attempts=5)
     assert await count(database_url, "messages") == 1
+
+
+async def test_a_group_write_cancelled_at_any_await_is_all_or_nothing(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The group write (three messages, two copies) cancelled at each of its awaits in turn:
+    each time either nothing of the group is stored or all of it with every job, and the next
+    group is stored (neither backend is left inside the cancelled transaction)."""
+    cancelled_at: list[str] = []
+    for at in range(1, 200):
+        keys = [f"c{at}-{n}" for n in (0, 1, 2, 0, 1)]
+        writes = [MessageWrite(workspace.id, message(k), NOW, 5) for k in keys]
+        victim = CancelAtSuspension(_group_write(db, writes), at)
+        task: asyncio.Task[None] = asyncio.create_task(victim)
+        async with asyncio.timeout(10):
+            await asyncio.wait([task])
+        where = victim.suspensions[at - 1] if task.cancelled() else "the end"
+        like = f"webhook_dedupe_key LIKE 'c{at}-%'"
+        stored = await count(database_url, "messages", like)
+        jobs = await count(
+            database_url, "background_jobs", f"message_id IN (SELECT id FROM messages WHERE {like})"
+        )
+        assert (stored, jobs) in ((0, 0), (3, 3)), f"half a group stored, cancelled at {where}"
+        async with asyncio.timeout(10):
+            await store_message(db, workspace.id, message(f"after{at}"), now=NOW, max_attempts=5)
+        if not task.cancelled():
+            break
+        cancelled_at.append(where)
+    assert not task.cancelled() and stored == 3
+    assert len(cancelled_at) >= 4, cancelled_at
+
+
+async def _group_write(db: Database, writes: list[MessageWrite]) -> None:
+    results = await store_group(db, writes)
+    assert [type(r) for r in results] == [Outcome] * len(writes)
 
 
 @pytest.mark.parametrize("linger", ["0", "2"])
