@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", action="store_true", help="keep the in-process scheduler on")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--svg", help="also write a flame graph here")
+    parser.add_argument("--raw", help="also keep the collapsed stacks here")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     args = parser.parse_args(argv)
     if not os.path.exists(PY_SPY) or shutil.which("wrk") is None:
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 spy.wait(timeout=args.duration + 60)
                 thread.join()
                 collapsed = raw.read_text() if raw.exists() else ""
+            if args.raw:
+                Path(args.raw).write_text(collapsed)
             if args.svg:
                 subprocess.run(
                     [

@@ -8,6 +8,14 @@ one commit.  Every member's future is settled only after that transaction ended:
 after the commit, or the group's error (a lost database: all of them, nothing committed).  On
 PostgreSQL a second group may be written while the first commits; SQLite has one writer.
 
+A copy of a message whose group is being written (a provider re-sending while its first copy is
+still in flight, a storm of 100 identical posts) does not start a group of its own to find that
+row once it commits: it waits for the first copy's answer and is answered ``deduped`` with the
+same id, as a copy inside the group would be.  Only a copy that brings nothing new folds: one
+whose interest (``LEAD_INTERESTED``) the group in flight does not carry goes to the next group
+and is an ordinary dedupe hit there; so does a copy whose first copy failed alone.  The folded
+copies of a group are logged once per message, with their number.
+
 The write runs in a task of its own: a waiting client that disconnects cancels only its wait,
 never the group.  A group task cancelled itself (a shutdown that could not wait) rolls back and
 answers every member unavailable, so a group is never half answered.
@@ -18,16 +26,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import time
 import weakref
 from collections.abc import Callable
 
 from gateway.delivery_stats import DeliveryStats
 from gateway.events import Outcome
-from gateway.ingest_store import Result, Write, store_group, text_size
+from gateway.ingest_store import (
+    MessageKey,
+    MessageWrite,
+    Result,
+    Write,
+    message_key,
+    store_group,
+    text_size,
+)
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from sql import Database, DatabaseUnavailable
+
+log = logging.getLogger("hookgate.ingest")
 
 # At most this much message text (bodies and subjects, in characters) in one group: its JSON
 # parameter stays far below PostgreSQL's 255 MB jsonb limit however large the bodies are.
@@ -42,6 +61,15 @@ IN_FLIGHT = {"postgres": 2, "sqlite": 1}
 class _Pending:
     write: Write
     answer: asyncio.Future[Result]
+
+
+@dataclasses.dataclass(slots=True)
+class _InFlight:
+    """The first write of a message key in a group being written, and what folds into it."""
+
+    first: _Pending
+    interested: bool  # some member of the group for this key carries interest
+    folded: int = 0  # copies answered with the first one's message
 
 
 class IngestGroups:
@@ -65,10 +93,13 @@ class IngestGroups:
         self._slots = asyncio.Semaphore(IN_FLIGHT[db.dialect])
         self._flusher: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[MessageKey, _InFlight] = {}
 
     async def submit(self, write: Write) -> Result:
         """Store ``write`` with whatever else is pending; its outcome (or its own error) once
         the transaction holding it has committed.  Raises the group's error."""
+        if isinstance(write, MessageWrite) and (folded := await self._fold(write)) is not None:
+            return folded
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(write, answer))
         if self._flusher is None:
@@ -93,6 +124,18 @@ class IngestGroups:
         finally:
             self._flusher = None
 
+    async def _fold(self, write: MessageWrite) -> Outcome | None:
+        """The answer of a copy of a message being written (see the module docstring), once its
+        group committed; None when the copy must be stored (or found) by a group of its own."""
+        entry = self._in_flight.get(message_key(write))
+        if entry is None or (write.message.interested and not entry.interested):
+            return None
+        entry.folded += 1
+        first = await asyncio.shield(entry.first.answer)  # the group's error is this copy's too
+        if not isinstance(first, Outcome) or first.message_id is None:
+            return None  # the first copy's own error: this one is stored on its own
+        return Outcome(write.message.event, message_id=first.message_id, deduped=True)
+
     def _take(self) -> list[_Pending]:
         """The next group: up to INGEST_BATCH_MAX pending writes, fewer when their message
         text would pass MAX_GROUP_TEXT (always at least one)."""
@@ -104,19 +147,55 @@ class IngestGroups:
             count += 1
         group = self._pending[:count]
         del self._pending[:count]
+        mine: set[MessageKey] = set()  # keys whose first write in flight is of this group
+        for pending in group:
+            if isinstance(write := pending.write, MessageWrite):
+                key = message_key(write)
+                if key not in self._in_flight:
+                    self._in_flight[key] = _InFlight(pending, write.message.interested)
+                    mine.add(key)
+                elif key in mine:
+                    self._in_flight[key].interested |= write.message.interested
         return group
+
+    def _landed(self, group: list[_Pending]) -> None:
+        """The group's transaction ended: copies arriving from now on are not folded into it,
+        and the ones that were are logged, once per message."""
+        for pending in group:
+            if not isinstance(write := pending.write, MessageWrite):
+                continue
+            key = message_key(write)
+            entry = self._in_flight.get(key)
+            if entry is None or entry.first is not pending:
+                continue
+            del self._in_flight[key]
+            if entry.folded:
+                log.info(
+                    "dedupe hit",
+                    extra={
+                        "event": write.message.event,
+                        "key_name": key[1],
+                        "key_value": key[2],
+                        "workspace_id": key[0],
+                        "copies": entry.folded,
+                        "in_flight": True,
+                        "deduped": True,
+                    },
+                )
 
     async def _write(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             results = await store_group(self._db, [p.write for p in group], self._stats)
         except Exception as exc:  # a lost database: nothing of the group was committed
+            self._landed(group)
             for pending in group:
                 pending.answer.set_exception(exc)
             return
         if self._metrics is not None:
             self._metrics.ingest_group_size.observe(len(group))
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
+        self._landed(group)
         for pending, result in zip(group, results, strict=True):
             pending.answer.set_result(result)
         if self._job_due is not None and any(isinstance(r, Outcome) and r.job_due for r in results):
@@ -127,6 +206,7 @@ class IngestGroups:
         answer (its transaction rolled back) answers every member unavailable."""
         self._writes.discard(task)
         self._slots.release()
+        self._landed(group)
         self._fail(group)
 
     @staticmethod

@@ -77,6 +77,11 @@ Result = object  # an Outcome (an OwnWrite's own result), or the write's own Exc
 MessageKey = tuple[str, str, str]  # workspace id, key column, key value
 
 
+def message_key(write: MessageWrite) -> MessageKey:
+    """The one key a message is deduplicated by: its workspace and its provider's key."""
+    return (write.workspace_id, write.message.key_column, write.message.key_value)
+
+
 def text_size(write: Write) -> int:
     """The message text a write adds to its group's JSON parameter."""
     if not isinstance(write, MessageWrite):
@@ -130,8 +135,7 @@ async def _write(
     copies: dict[MessageKey, list[int]] = {}
     for i, write in enumerate(writes):
         if isinstance(write, MessageWrite):
-            msg = write.message
-            copies.setdefault((write.workspace_id, msg.key_column, msg.key_value), []).append(i)
+            copies.setdefault(message_key(write), []).append(i)
     keys = sorted(copies)  # one lock order for every group
     firsts: dict[MessageKey, MessageWrite] = {}
     for key in keys:
@@ -200,7 +204,7 @@ async def _write(
             results.append(Outcome(write.event.event, ignored=True))
             continue
         msg = write.message
-        key = (write.workspace_id, msg.key_column, msg.key_value)
+        key = message_key(write)
         if key in new and copies[key][0] == i:
             results.append(
                 Outcome(msg.event, message_id=new[key], job_due=_job_type(msg) is not None)
@@ -312,21 +316,22 @@ async def _record_dedupe_hits(
 ) -> set[int]:
     """For the messages stored before this group, the interest a copy brought and their jobs:
     re-run when the interest is new to the message (issue 14 item 11), a dead one revived
-    otherwise.  Returns the ids of the messages whose job was made due; each hit's log line goes
-    to ``hit_logs``."""
+    otherwise.  Returns the ids of the messages whose job was made due; the hits' log line (one
+    per message, with the number of copies) goes to ``hit_logs``."""
     for key, members in copies.items():
         if key not in new and key not in stored:
             continue
-        message_id = new[key] if key in new else int(stored[key]["id"])
-        for i in members[key in new :]:
+        hits = members[key in new :]
+        if hits:
             hit_logs.append(
                 {
-                    "event": _message(writes[i]).event,
+                    "event": _message(writes[hits[0]]).event,
                     "key_name": key[1],
                     "key_value": key[2],
                     "workspace_id": key[0],
                     "lead_id": lead_of[key],
-                    "message_id": message_id,
+                    "message_id": new[key] if key in new else int(stored[key]["id"]),
+                    "copies": len(hits),
                     "deduped": True,
                 }
             )

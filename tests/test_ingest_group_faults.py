@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.events import Lead, Message, Outcome
+from gateway.events import Lead, Message, Outcome, ReplayedDelivery
 from gateway.ingest import store_message
 from gateway.ingest_group import groups_for
 from gateway.ingest_store import MessageWrite, store_group
@@ -134,7 +136,7 @@ async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
     assert stats["n"] == 42
 
 
-def message(key: str) -> Message:
+def message(key: str, **fields: Any) -> Message:
     return Message(
         event="LEAD_REPLIED",
         provider="emailbison",
@@ -143,7 +145,116 @@ def message(key: str) -> Message:
         key_column="webhook_dedupe_key",
         key_value=key,
         lead=Lead(email="a@x.com"),
+        **fields,
     )
+
+
+async def test_copies_of_a_message_in_flight_fold_into_its_write(
+    database_url: str, db: Database, workspace: CreatedWorkspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copies arriving while their first copy's group waits for the database write no group of
+    their own: each is answered deduped with the first one's id once that group committed, and
+    logged once, with their number."""
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false")
+    async with app_client(settings) as client:
+        url = client.url("emailbison", workspace)
+        await client.http.post(url, content=reply(1))  # the workspace is cached from now on
+        groups_before = _groups_written(client)
+        with caplog.at_level(logging.INFO, logger="hookgate.ingest"):
+            async with writes_held(database_url):
+                first = asyncio.create_task(client.http.post(url, content=reply(7)))
+                await asyncio.sleep(0.3)  # its group is in flight, waiting for the lock
+                copies = [
+                    asyncio.create_task(client.http.post(url, content=reply(7))) for _ in range(20)
+                ]
+                await asyncio.sleep(0.3)
+                assert not any(c.done() for c in copies)  # answered only after the commit
+            answers = [await first, *await asyncio.gather(*copies)]
+        assert {a.status_code for a in answers} == {200}
+        assert [a.json()["deduped"] for a in answers] == [False] + [True] * 20
+        assert len({a.json()["message_id"] for a in answers}) == 1
+        assert _groups_written(client) == groups_before + 1
+    assert await count(database_url, "messages", "email_bison_reply_id = '7'") == 1
+    assert await count(database_url, "background_jobs") == 2
+    [hit] = [r for r in caplog.records if r.getMessage() == "dedupe hit"]
+    assert (hit.__dict__["copies"], hit.__dict__["in_flight"]) == (20, True)
+
+
+def _groups_written(client: AppClient) -> float:
+    text = client.app.state.runtime.metrics.render().decode()
+    [line] = [ln for ln in text.splitlines() if ln.startswith("hookgate_ingest_group_size_count")]
+    return float(line.split()[-1])
+
+
+async def test_a_copy_bringing_interest_does_not_fold_into_a_write_without_it(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The first copy in flight is not interested, a copy arriving meanwhile is: that copy is
+    stored by the next group, a dedupe hit whose interest marks the message."""
+    async with writes_held(database_url):
+        first = asyncio.create_task(
+            store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.3)
+        plain = asyncio.create_task(
+            store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
+        )
+        news = asyncio.create_task(
+            store_message(db, workspace.id, message("k", interested=True), now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.1)
+    outcomes = [await first, await plain, await news]
+    assert [o.deduped for o in outcomes] == [False, True, True]
+    assert len({o.message_id for o in outcomes}) == 1
+    assert await count(database_url, "messages", "interested") == 1
+    assert await count(database_url, "leads", "interested") == 1
+
+
+async def test_a_copy_folded_into_a_lost_group_is_not_stored_either(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    settings = make_settings(database_url, HOOKGATE_SCHEDULER="false", DATABASE_TIMEOUT_S="0.5")
+    async with app_client(settings) as client:
+        url = client.url("emailbison", workspace)
+        await client.http.post(url, content=reply(1))
+        async with writes_held(database_url) as pg:
+            first = asyncio.create_task(client.http.post(url, content=reply(7)))
+            await asyncio.sleep(0.2)
+            copies = [
+                asyncio.create_task(client.http.post(url, content=reply(7))) for _ in range(5)
+            ]
+            posts = [first, *copies]
+            while not all(p.done() for p in posts):
+                if pg is not None:
+                    await pg.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                await asyncio.sleep(0.05)
+        assert [p.result().status_code for p in posts] == [503] * 6
+        assert await count(database_url, "messages") == 1
+        again = await client.http.post(url, content=reply(7))
+        assert (again.status_code, again.json()["deduped"]) == (200, False)
+
+
+async def test_a_copy_of_a_write_that_failed_alone_is_tried_on_its_own(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The first copy in flight is refused (a GoHighLevel webhookId another message holds): a
+    copy folded into it gets no borrowed answer, it is written itself — and refused as well."""
+    await store_message(db, workspace.id, message("a", delivery_id="wh-1"), now=NOW, max_attempts=5)
+    replay = message("b", delivery_id="wh-1")
+    async with writes_held(database_url):
+        first = asyncio.create_task(
+            store_message(db, workspace.id, replay, now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.3)
+        copy = asyncio.create_task(store_message(db, workspace.id, replay, now=NOW, max_attempts=5))
+        await asyncio.sleep(0.1)
+    results = await asyncio.gather(first, copy, return_exceptions=True)
+    assert [type(r) for r in results] == [ReplayedDelivery, ReplayedDelivery]
+    assert await count(database_url, "messages") == 1
 
 
 async def test_cancelled_waits_do_not_cancel_their_group(
