@@ -3,6 +3,7 @@ shares (the database, migrated at start)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -107,7 +108,12 @@ class RouteAISource:
             await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, freeze_startup_heap: bool = False) -> Starlette:
+    """The app; ``freeze_startup_heap`` (``hookgate serve``) moves every object alive once
+    startup is done out of the collector's reach (``gc.freeze``): a full collection otherwise
+    walks all of them (the imports of openai, slack-sdk, Starlette: 67 ms here, every request in
+    flight stalled behind it; bench/RESULTS.md, "The storm and the collector")."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
@@ -124,6 +130,8 @@ def create_app(settings: Settings) -> Starlette:
                 flushing(runtime.delivery_stats, runtime.db, settings.delivery_stats_flush_s),
                 running_scheduler(runtime, app.state.crons),
             ):
+                if freeze_startup_heap:
+                    gc.freeze()
                 yield
 
     routes = [

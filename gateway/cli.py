@@ -60,7 +60,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             flush=True,
         )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_startup_heap=True),
         host=args.host,
         port=args.port,
         log_config=None,
