@@ -25,6 +25,7 @@ from clients import Clients
 from clients.slack import NOT_SENT, UNKNOWN, SlackClient, SlackResult
 from gateway.runtime import Runtime
 from scheduler.alerts import ResendRefused, check_resendable, resend_record
+from scheduler.messages import message_of
 from sql import Database, Row
 
 log = logging.getLogger("hookgate.jobs")
@@ -108,7 +109,7 @@ async def resend_notification(runtime: Runtime, slack: SlackClient, message_id: 
     verdict.  The message records ``sent``, or else stays ``unknown`` with why.
     ``ResendRefused`` when it must not be posted."""
     db = runtime.db
-    message = await db.fetch_one("post_process_message", id=message_id)
+    message = await message_of(db, message_id)
     if message is None:
         raise ResendRefused(f"no message {message_id}")
     check_resendable(f"the notification of message {message_id}", message["notify_outcome"], slack)

@@ -44,6 +44,7 @@ from gateway.runtime import Runtime
 from scheduler.auto_send import consider_auto_send
 from scheduler.handlers import JobContext, JobDataError, register
 from scheduler.lead_notifications import notify_interested_lead
+from scheduler.messages import message_of
 from scheduler.queue import Job
 from sql import Row
 
@@ -109,7 +110,7 @@ def parse_draft(answer: str) -> DraftAnswer | None:
 async def load_message(ctx: JobContext, job: Job, channel: str) -> Row:
     if job.message_id is None:
         raise JobDataError(f"{job.type} job {job.id} names no message")
-    message = await ctx.runtime.db.fetch_one("post_process_message", id=job.message_id)
+    message = await message_of(ctx.runtime.db, job.message_id)
     if message is None:
         raise JobDataError(f"message {job.message_id} does not exist")
     if message["workspace_id"] != job.workspace_id:
@@ -136,7 +137,7 @@ async def enrich_lead(runtime: Runtime, clients: Clients, workspace: Row, messag
     if message["channel"] != "email" or message["lead_id"] is None or not message["lead_email"]:
         return
     if not (workspace["emailbison_api_key"] and workspace["emailbison_base_url"]):
-        log.info("lead not enriched: no EmailBison API key", extra=_extra(message))
+        log.debug("lead not enriched: no EmailBison API key", extra=_extra(message))
         return
     enriched_at = message["lead_enriched_at"]
     if enriched_at is not None and enriched_at >= message["created_at"]:

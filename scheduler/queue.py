@@ -6,6 +6,9 @@ use ``now()`` and ``now_plus(seconds)``, and callers pass durations, never insta
 A run is owned by its claim: each claim increments the job's ``claim_token`` (a fencing token)
 and every renew, finish and release checks the job's id and that token, so the methods that end
 a run return whether its claim still held.  ``locked_by`` only says which worker holds it.
+
+Successes are written together (``scheduler.coalesce``): the runs that succeed while one write
+of successes is in flight are the next one's, one statement and one commit for all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from scheduler.coalesce import Coalescing
 from sql import Connection, Database, Row, json_rows
 
 STATUSES = ("pending", "running", "succeeded", "dead")
@@ -94,6 +98,7 @@ class JobQueue:
     def __init__(self, db: Database, worker: str) -> None:
         self.db = db
         self.worker = worker
+        self._successes = Coalescing(self._succeed_all)
 
     async def claim(self, n: int, *, lease_s: float) -> list[Job]:
         """Take up to ``n`` due pending jobs, oldest first, each leased for ``lease_s``."""
@@ -108,7 +113,17 @@ class JobQueue:
         return await self.db.execute("reclaim_expired_jobs")
 
     async def succeed(self, job: Job) -> bool:
-        return await self.db.execute("succeed_job", id=job.id, claim_token=job.claim_token) == 1
+        """Mark the run succeeded (with the others succeeding meanwhile); False when its claim
+        was superseded."""
+        return await self._successes.get(job.claim) is not None
+
+    async def _succeed_all(self, claims: list[ClaimKey]) -> dict[ClaimKey, bool]:
+        rows = await self.db.fetch_all("succeed_jobs", claims=json_rows(claims))
+        return {(int(r["id"]), int(r["claim_token"])): True for r in rows}
+
+    async def drain(self) -> None:
+        """Wait for the successes being written (before the database closes)."""
+        await self._successes.drain()
 
     async def retry_later(self, job: Job, *, error: str, delay_s: float) -> bool:
         """Back to pending, due ``delay_s`` from now."""

@@ -117,6 +117,35 @@ async def test_a_claim_superseded_by_the_same_worker_writes_nothing(
     assert (await job_state(database_url, job_id))["status"] == "succeeded"
 
 
+async def test_runs_succeeding_together_are_written_together_each_fenced_by_its_claim(
+    db: Database, database_url: str
+) -> None:
+    """Twelve runs succeed at once (their successes share statements, scheduler.coalesce): the
+    eleven whose claims hold are written (the one owed a re-run goes back to pending), and the
+    superseded one, in the same statement, writes nothing."""
+    ids = await add_jobs(db, "TOGETHER", 12)
+    worker = JobQueue(db, "w")
+    claimed = await worker.claim(12, lease_s=LEASE_S)
+    stale = claimed[0]
+    await execute(
+        database_url,
+        "UPDATE background_jobs SET claim_token = claim_token + 1 WHERE id = $1",
+        stale.id,
+    )
+    await execute(database_url, "UPDATE background_jobs SET rerun = true WHERE id = $1", ids[5])
+    owned = await asyncio.gather(*(worker.succeed(job) for job in claimed))
+    assert owned == [False] + [True] * 11
+    states = {
+        r["id"]: r["status"]
+        for r in await rows(database_url, "SELECT id, status FROM background_jobs")
+    }
+    assert states == {
+        ids[0]: "running",
+        ids[5]: "pending",
+        **{i: "succeeded" for i in ids[1:] if i != ids[5]},
+    }
+
+
 async def test_a_job_claimed_again_while_its_run_is_still_going_never_has_two_handlers(
     db: Database, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

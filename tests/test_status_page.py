@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.workspaces import WorkspaceOptions, create_workspace
 from scheduler.crons import CronService
 from scheduler.lead_notifications import notify_interested_lead
+from scheduler.messages import message_of
 from scheduler.unipile_health import check_unipile_health
 from sql import Database, connect
 from tests.browser import ARTIFACTS, launch_chromium
@@ -115,7 +116,7 @@ async def test_an_unknown_outcome_is_shown_with_the_command_that_resends_it(
                 runtime,
                 runtime.clients,
                 await runtime.workspaces.get(workspace.id),
-                await runtime.db.fetch_one("post_process_message", id=message_id),
+                await message_of(runtime.db, message_id),
                 None,
             )
             page = await http.get("/status", headers={"Authorization": "Bearer admin-test-token"})

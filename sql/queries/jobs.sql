@@ -17,17 +17,6 @@ UPDATE background_jobs SET
     run_at = now(), locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE status = 'running' AND locked_until < now();
 
--- name: succeed_job
--- Succeeded — unless news reached the job while it ran (rerun, migration 010): then it is
--- pending afresh, due now, for a run that reads it.
-UPDATE background_jobs SET
-    status = CASE WHEN rerun THEN 'pending' ELSE 'succeeded' END,
-    run_at = CASE WHEN rerun THEN now() ELSE run_at END,
-    attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
-    finished_at = CASE WHEN rerun THEN NULL ELSE now() END,
-    rerun = false, locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = now()
-WHERE id = :id AND claim_token = :claim_token AND status = 'running';
-
 -- name: retry_job_later
 UPDATE background_jobs SET
     status = 'pending', run_at = now_plus(:delay_s), last_error = :error, locked_by = NULL,

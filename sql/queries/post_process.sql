@@ -1,18 +1,7 @@
 -- The post-process job of an inbound message (scheduler/post_process.py): enrich the lead,
 -- classify sentiment, draft a reply (the Slack notification: lead_notifications.sql).  Each write
 -- is safe to repeat: a retried job finds what its earlier attempt stored and does not do it again.
-
--- name: post_process_message
-SELECT m.id, m.workspace_id, m.lead_id, m.channel, m.direction, m.provider, m.event,
-       m.subject, m.body, m.created_at, m.interested, m.sentiment, m.notified_at,
-       m.notify_outcome,
-       l.email AS lead_email, l.first_name AS lead_first_name, l.last_name AS lead_last_name,
-       l.company AS lead_company, l.enriched_at AS lead_enriched_at,
-       d.id AS draft_id
-FROM messages m
-LEFT JOIN leads l ON l.id = m.lead_id
-LEFT JOIN ai_drafts d ON d.message_id = m.id
-WHERE m.id = :id;
+-- The messages the jobs load: post_process_messages in sql/<dialect>/queries/post_process.sql.
 
 -- name: enrich_lead
 -- What the provider knows about the lead wins over what the webhook said; a field it leaves

@@ -104,7 +104,7 @@ RETURNING dedupe_key;
 -- name: rerun_jobs
 -- The jobs of messages a dedupe hit made interested (issue 14 item 11) run once more after this
 -- transaction commits, whatever their state: dead or succeeded, pending afresh and due now; a
--- running one is marked rerun (its success makes it pending, succeed_job); a pending one is only
+-- running one is marked rerun (its success makes it pending, succeed_jobs); a pending one is only
 -- written, so it stays locked (a claim skips locked rows) until the commit.
 UPDATE background_jobs SET
     status = CASE WHEN status IN ('dead', 'succeeded') THEN 'pending' ELSE status END,

@@ -41,3 +41,19 @@ WHERE status = 'running'
   AND (id, claim_token) IN (
       SELECT CAST(claim ->> 0 AS bigint), CAST(claim ->> 1 AS bigint)
       FROM jsonb_array_elements(CAST(:claims AS jsonb)) AS claim);
+
+-- name: succeed_jobs
+-- The runs that succeeded meanwhile, in one statement (scheduler/queue.py), each by its claim;
+-- the pairs that come back still held theirs.  Succeeded — unless news reached the job while it
+-- ran (rerun, migration 010): then it is pending afresh, due now, for a run that reads it.
+UPDATE background_jobs SET
+    status = CASE WHEN rerun THEN 'pending' ELSE 'succeeded' END,
+    run_at = CASE WHEN rerun THEN now() ELSE run_at END,
+    attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
+    finished_at = CASE WHEN rerun THEN NULL ELSE now() END,
+    rerun = false, locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = now()
+WHERE status = 'running'
+  AND (id, claim_token) IN (
+      SELECT CAST(claim ->> 0 AS bigint), CAST(claim ->> 1 AS bigint)
+      FROM jsonb_array_elements(CAST(:claims AS jsonb)) AS claim)
+RETURNING id, claim_token;

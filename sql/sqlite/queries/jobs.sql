@@ -39,3 +39,18 @@ UPDATE background_jobs SET
 WHERE status = 'running'
   AND (id, claim_token) IN (
       SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:claims));
+
+-- name: succeed_jobs
+-- The runs that succeeded meanwhile, in one statement (scheduler/queue.py), each by its claim;
+-- the pairs that come back still held theirs.  Succeeded — unless news reached the job while it
+-- ran (rerun, migration 010): then it is pending afresh, due now, for a run that reads it.
+UPDATE background_jobs SET
+    status = CASE WHEN rerun THEN 'pending' ELSE 'succeeded' END,
+    run_at = CASE WHEN rerun THEN now() ELSE run_at END,
+    attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
+    finished_at = CASE WHEN rerun THEN NULL ELSE now() END,
+    rerun = false, locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = now()
+WHERE status = 'running'
+  AND (id, claim_token) IN (
+      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:claims))
+RETURNING id, claim_token;
