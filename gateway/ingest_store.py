@@ -2,18 +2,17 @@
 transaction, one statement per step for the whole group (``sql/<dialect>/queries/
 ingest_group.sql``, each taking the group as one JSON array).
 
-The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHING RETURNING``),
-each with its lead when that lead exists already, and their post-process jobs enqueued; the
-dedupe hits are found by the one key their deliveries use; the leads of new messages and lead
-updates are read by their key and upserted only when new or changed, each once per group and in
-key order (``gateway.ingest_leads``); the new messages of leads the group created get their
-lead; a message hit by copies gets the interest a copy brought and its job re-run (interest new
-to it) or revived (dead); then the integration reports, the writes with statements of their own
-(quarantined deliveries) and the delivery stats answered since the last write
+The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHING RETURNING``)
+and their post-process jobs enqueued; the dedupe hits are found by the one key their deliveries
+use; the leads of new messages and lead updates are read by their key and upserted only when new
+or changed, each once per group and in key order (``gateway.ingest_leads``); the new messages
+get their lead; a message hit by copies gets the interest a copy brought and its job re-run
+(interest new to it) or revived (dead); then the integration reports, the writes with statements
+of their own (quarantined deliveries) and the delivery stats answered since the last write
 (``gateway.delivery_stats``: one statement per group, not a transaction of their own).  Copies
-of one delivery inside the group are folded into one row: the first is stored, the others
-answered ``deduped`` with its id, their interest kept.  A statement error that is not an outage
-retries the members one by one, so only the delivery at fault gets its error.
+of one delivery inside the group are folded into one row: the first is stored, the others answered
+``deduped`` with its id, their interest kept.  A statement error that is not an outage retries
+the members one by one, so only the delivery at fault gets its error.
 """
 
 from __future__ import annotations
@@ -145,7 +144,7 @@ async def _write(
         firsts[key] = first
     interest = {k: any(_message(writes[i]).interested for i in copies[k]) for k in keys}
 
-    new, lead_found = await _insert_messages(conn, [(firsts[k], interest[k]) for k in keys])
+    new = await _insert_messages(conn, [(firsts[k], interest[k]) for k in keys])
     stored = await _find_messages(conn, [k for k in keys if k not in new])
     jobs = [
         {
@@ -169,13 +168,12 @@ async def _write(
     ]
     leads += [(w.workspace_id, w.event.lead, w.now) for w in writes if isinstance(w, LeadWrite)]
     lead_ids = await upsert_leads(conn, leads)
-    links = [
-        {"id": new[k], "lead_id": lead_id}
-        for k in keys
-        if k in new
-        and (lead_id := lead_ids[lead_ref(k[0], firsts[k].message.lead)]) != lead_found[k]
-    ]
-    if links:  # the messages of leads this group created
+    if new:
+        links = [
+            {"id": new[k], "lead_id": lead_ids[lead_ref(k[0], firsts[k].message.lead)]}
+            for k in keys
+            if k in new
+        ]
         await conn.execute("set_messages_lead", rows=json_rows(links))
 
     lead_of: dict[MessageKey, int | None] = {
@@ -263,11 +261,9 @@ def _with_interest(lead: Lead, writes: Sequence[Write], later_copies: list[int])
 
 async def _insert_messages(
     conn: Connection, firsts: list[tuple[MessageWrite, bool]]
-) -> tuple[dict[MessageKey, int], dict[MessageKey, int | None]]:
-    """The new messages' ids, and the ids of the leads they were inserted with (None for a lead
-    that did not exist yet)."""
+) -> dict[MessageKey, int]:
     if not firsts:
-        return {}, {}
+        return {}
     rows = []
     for write, interested in firsts:
         msg = write.message
@@ -286,19 +282,14 @@ async def _insert_messages(
                 msg.key_column: msg.key_value,
                 "delivery_id": msg.delivery_id,
                 "provider_thread_id": msg.thread_id,
-                "lead_key": msg.lead.key,
-                "lead_value": getattr(msg.lead, msg.lead.key),
             }
         )
     inserted = await conn.fetch_all("insert_messages", rows=json_rows(rows))
     new: dict[MessageKey, int] = {}
-    lead_found: dict[MessageKey, int | None] = {}
     for row in inserted:
         column = next(c for c in MESSAGE_KEYS if row[c] is not None)
-        key = (row["workspace_id"], column, row[column])
-        new[key] = int(row["id"])
-        lead_found[key] = None if row["lead_id"] is None else int(row["lead_id"])
-    return new, lead_found
+        new[(row["workspace_id"], column, row[column])] = int(row["id"])
+    return new
 
 
 async def _find_messages(conn: Connection, keys: list[MessageKey]) -> dict[MessageKey, Row]:

@@ -6,33 +6,23 @@
 -- name: insert_messages
 -- The group's new messages (one row per distinct key).  A conflict on any unique key (a copy
 -- stored earlier, or a GoHighLevel webhookId replayed with another message) inserts nothing and
--- returns nothing; the caller maps the rows returned back by workspace and key.  A message whose
--- lead exists already gets it here, by the lead's key (lead_key names the column; each arm
--- uses that column's unique index): only a message of a lead new to this group is updated with
--- its lead afterwards (set_messages_lead).
+-- returns nothing; the caller maps the rows returned back by workspace and key.
 INSERT INTO messages (workspace_id, channel, direction, provider, event, subject, body, sent_at,
                       interested, created_at, email_bison_reply_id, inboxxia_scheduled_email_id,
                       ghl_id, unipile_message_id, webhook_dedupe_key, delivery_id,
-                      provider_thread_id, lead_id)
+                      provider_thread_id)
 SELECT workspace_id, channel, direction, provider, event, subject, body,
        sent_at AT TIME ZONE 'UTC', interested, now AT TIME ZONE 'UTC', email_bison_reply_id,
        inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key,
-       delivery_id, provider_thread_id,
-    CASE r.lead_key
-        WHEN 'email' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = r.workspace_id AND l.email = r.lead_value)
-        WHEN 'phone' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = r.workspace_id AND l.phone = r.lead_value)
-        WHEN 'linkedin_id' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = r.workspace_id AND l.linkedin_id = r.lead_value)
-        WHEN 'ghl_contact_id' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = r.workspace_id AND l.ghl_contact_id = r.lead_value)
-    END
+       delivery_id, provider_thread_id
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
     workspace_id text, channel text, direction text, provider text, event text, subject text,
     body text, sent_at timestamp, interested boolean, now timestamp, email_bison_reply_id text,
     inboxxia_scheduled_email_id text, ghl_id text, unipile_message_id text,
-    webhook_dedupe_key text, delivery_id text, provider_thread_id text, lead_key text,
-    lead_value text)
+    webhook_dedupe_key text, delivery_id text, provider_thread_id text)
 ON CONFLICT DO NOTHING
 RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id,
-          unipile_message_id, webhook_dedupe_key, lead_id;
+          unipile_message_id, webhook_dedupe_key;
 
 -- name: find_messages_by_{key}
 -- keys: email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key

@@ -4,27 +4,20 @@
 -- SQLite would otherwise read as a join's ON.)
 
 -- name: insert_messages
--- As on PostgreSQL: a message whose lead exists already gets it here, by the lead's key.
 INSERT INTO messages (workspace_id, channel, direction, provider, event, subject, body, sent_at,
                       interested, created_at, email_bison_reply_id, inboxxia_scheduled_email_id,
                       ghl_id, unipile_message_id, webhook_dedupe_key, delivery_id,
-                      provider_thread_id, lead_id)
+                      provider_thread_id)
 SELECT value ->> 'workspace_id', value ->> 'channel', value ->> 'direction',
        value ->> 'provider', value ->> 'event', value ->> 'subject', value ->> 'body',
        value ->> 'sent_at', value ->> 'interested', value ->> 'now',
        value ->> 'email_bison_reply_id', value ->> 'inboxxia_scheduled_email_id',
        value ->> 'ghl_id', value ->> 'unipile_message_id', value ->> 'webhook_dedupe_key',
-       value ->> 'delivery_id', value ->> 'provider_thread_id',
-    CASE value ->> 'lead_key'
-        WHEN 'email' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = value ->> 'workspace_id' AND l.email = value ->> 'lead_value')
-        WHEN 'phone' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = value ->> 'workspace_id' AND l.phone = value ->> 'lead_value')
-        WHEN 'linkedin_id' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = value ->> 'workspace_id' AND l.linkedin_id = value ->> 'lead_value')
-        WHEN 'ghl_contact_id' THEN (SELECT l.id FROM leads l WHERE l.workspace_id = value ->> 'workspace_id' AND l.ghl_contact_id = value ->> 'lead_value')
-    END
+       value ->> 'delivery_id', value ->> 'provider_thread_id'
 FROM json_each(:rows) WHERE true
 ON CONFLICT DO NOTHING
 RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id,
-          unipile_message_id, webhook_dedupe_key, lead_id;
+          unipile_message_id, webhook_dedupe_key;
 
 -- name: find_messages_by_{key}
 -- keys: email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key
