@@ -316,3 +316,36 @@ async def test_a_group_is_bounded_by_its_message_text_too(
     assert "hookgate_ingest_group_size_count 2.0" in sizes
     assert "hookgate_ingest_group_size_sum 3.0" in sizes
     assert await count(settings.database_url, "messages", "length(body) = $1", len(body)) == 3
+
+
+async def test_every_message_gets_its_lead_whether_the_lead_existed_or_the_group_made_it(
+    client: AppClient, workspace: CreatedWorkspace, settings: Settings
+) -> None:
+    """A lead stored before is given to its messages as they are inserted; a lead the group
+    creates is given to them afterwards, in the same transaction — keyed by email, and by
+    GoHighLevel contact id."""
+    url = client.url("emailbison", workspace)
+    await client.http.post(url, content=reply(1, email="known@x.com"))
+    bodies = [reply(100 + n, email="known@x.com" if n % 2 else f"new{n}@x.com") for n in range(20)]
+    answers = await post_all(client, url, bodies)
+    assert {a.status_code for a in answers} == {200}
+    stored = await rows(
+        settings.database_url,
+        "SELECT m.email_bison_reply_id AS reply, l.email FROM messages m "
+        "LEFT JOIN leads l ON l.id = m.lead_id ORDER BY m.id",
+    )
+    expected = {"1": "known@x.com"} | {
+        str(100 + n): "known@x.com" if n % 2 else f"new{n}@x.com" for n in range(20)
+    }
+    assert {r["reply"]: r["email"] for r in stored} == expected
+    sms = fixture_json("gohighlevel/inbound_message_sms.json")
+    ghl = client.url("ghl", workspace)
+    for n in range(3):
+        sms["messageId"], sms["webhookId"] = f"sms-{n}", f"wh-{n}"
+        assert (await client.http.post(ghl, content=encode(sms))).status_code == 200
+    [lead] = await rows(
+        settings.database_url,
+        "SELECT count(DISTINCT lead_id) AS leads, count(*) AS n, count(lead_id) AS with_lead "
+        "FROM messages WHERE ghl_id LIKE 'sms-%'",
+    )
+    assert (lead["leads"], lead["n"], lead["with_lead"]) == (1, 3, 3)
