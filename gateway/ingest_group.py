@@ -10,11 +10,11 @@ PostgreSQL a second group may be written while the first commits; SQLite has one
 
 A copy of a message whose group is being written (a provider re-sending while its first copy is
 still in flight, a storm of 100 identical posts) does not start a group of its own to find that
-row once it commits: it waits for the first copy's answer and is answered ``deduped`` with the
-same id, as a copy inside the group would be.  Only a copy that brings nothing new folds: one
-whose interest (``LEAD_INTERESTED``) the group in flight does not carry goes to the next group
-and is an ordinary dedupe hit there; so does a copy whose first copy failed alone.  The folded
-copies of a group are logged once per message, with their number.
+row once it commits: that group answers it too, once committed, ``deduped`` with the first
+copy's id, as a copy inside the group would be (or with the group's error).  Only a copy that
+brings nothing new folds: one whose interest (``LEAD_INTERESTED``) the group in flight does not
+carry goes to the next group and is an ordinary dedupe hit there; so does a copy whose first
+copy failed alone.  The folded copies of a group are logged once per message, with their number.
 
 The write runs in a task of its own: a waiting client that disconnects cancels only its wait,
 never the group.  A group task cancelled itself (a shutdown that could not wait) rolls back and
@@ -65,11 +65,12 @@ class _Pending:
 
 @dataclasses.dataclass(slots=True)
 class _InFlight:
-    """The first write of a message key in a group being written, and what folds into it."""
+    """The first write of a message key in a group being written, and the copies folded into
+    it (answered by the group once it committed)."""
 
     first: _Pending
     interested: bool  # some member of the group for this key carries interest
-    folded: int = 0  # copies answered with the first one's message
+    folded: list[_Pending] = dataclasses.field(default_factory=list)
 
 
 class IngestGroups:
@@ -98,14 +99,17 @@ class IngestGroups:
     async def submit(self, write: Write) -> Result:
         """Store ``write`` with whatever else is pending; its outcome (or its own error) once
         the transaction holding it has committed.  Raises the group's error."""
-        if isinstance(write, MessageWrite) and (folded := await self._fold(write)) is not None:
-            return folded
-        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(write, answer))
+        pending = _Pending(write, asyncio.get_running_loop().create_future())
+        if not self._fold(pending):
+            self._queue(pending)
+        # Each delivery has a future of its own: a cancelled wait cancels only that future, and
+        # the group (which skips answers already done) writes and answers all the others.
+        return await pending.answer
+
+    def _queue(self, pending: _Pending) -> None:
+        self._pending.append(pending)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        # Shielded: a cancelled wait leaves the future (and the group) alone.
-        return await asyncio.shield(answer)
 
     async def _flush(self) -> None:
         try:
@@ -118,23 +122,24 @@ class IngestGroups:
                 self._writes.add(task)
                 task.add_done_callback(functools.partial(self._settled, group=group))
         except asyncio.CancelledError:
-            self._fail(self._pending)
+            for pending in self._pending:
+                _fail(pending, DatabaseUnavailable("shut down before the commit"))
             self._pending = []
             raise
         finally:
             self._flusher = None
 
-    async def _fold(self, write: MessageWrite) -> Outcome | None:
-        """The answer of a copy of a message being written (see the module docstring), once its
-        group committed; None when the copy must be stored (or found) by a group of its own."""
+    def _fold(self, pending: _Pending) -> bool:
+        """Whether ``pending`` is a copy of a message being written that folds into that write
+        (see the module docstring)."""
+        write = pending.write
+        if not isinstance(write, MessageWrite):
+            return False
         entry = self._in_flight.get(message_key(write))
         if entry is None or (write.message.interested and not entry.interested):
-            return None
-        entry.folded += 1
-        first = await asyncio.shield(entry.first.answer)  # the group's error is this copy's too
-        if not isinstance(first, Outcome) or first.message_id is None:
-            return None  # the first copy's own error: this one is stored on its own
-        return Outcome(write.message.event, message_id=first.message_id, deduped=True)
+            return False
+        entry.folded.append(pending)
+        return True
 
     def _take(self) -> list[_Pending]:
         """The next group: up to INGEST_BATCH_MAX pending writes, fewer when their message
@@ -158,10 +163,13 @@ class IngestGroups:
                     self._in_flight[key].interested |= write.message.interested
         return group
 
-    def _landed(self, group: list[_Pending]) -> None:
-        """The group's transaction ended: copies arriving from now on are not folded into it,
-        and the ones that were are logged, once per message."""
-        for pending in group:
+    def _landed(self, group: list[_Pending], outcome: list[Result] | BaseException) -> None:
+        """The group's transaction ended with ``outcome`` (each member's result, or the group's
+        error): copies arriving from now on are not folded into it, and those that were are
+        answered — with the first copy's message, or the group's error; a copy whose first copy
+        failed alone joins the next group — and logged once per message."""
+        results = outcome if isinstance(outcome, list) else [outcome] * len(group)
+        for pending, result in zip(group, results, strict=True):
             if not isinstance(write := pending.write, MessageWrite):
                 continue
             key = message_key(write)
@@ -169,51 +177,61 @@ class IngestGroups:
             if entry is None or entry.first is not pending:
                 continue
             del self._in_flight[key]
-            if entry.folded:
-                log.info(
-                    "dedupe hit",
-                    extra={
-                        "event": write.message.event,
-                        "key_name": key[1],
-                        "key_value": key[2],
-                        "workspace_id": key[0],
-                        "copies": entry.folded,
-                        "in_flight": True,
-                        "deduped": True,
-                    },
-                )
+            if not entry.folded:
+                continue
+            if isinstance(outcome, BaseException):
+                for copy in entry.folded:
+                    _fail(copy, outcome)
+                continue
+            if not isinstance(result, Outcome) or result.message_id is None:
+                for copy in entry.folded:
+                    self._queue(copy)
+                continue
+            for copy in entry.folded:
+                event = _message_write(copy).message.event
+                _settle(copy, Outcome(event, message_id=result.message_id, deduped=True))
+            log.info(
+                "dedupe hit",
+                extra={
+                    "event": write.message.event,
+                    "key_name": key[1],
+                    "key_value": key[2],
+                    "workspace_id": key[0],
+                    "message_id": result.message_id,
+                    "copies": len(entry.folded),
+                    "in_flight": True,
+                    "deduped": True,
+                },
+            )
 
     async def _write(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             results = await store_group(self._db, [p.write for p in group], self._stats)
         except Exception as exc:  # a lost database: nothing of the group was committed
-            self._landed(group)
+            self._landed(group, exc)
             for pending in group:
-                pending.answer.set_exception(exc)
+                _fail(pending, exc)
             return
         if self._metrics is not None:
             self._metrics.ingest_group_size.observe(len(group))
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
-        self._landed(group)
+        self._landed(group, results)
         for pending, result in zip(group, results, strict=True):
-            pending.answer.set_result(result)
+            _settle(pending, result)
         if self._job_due is not None and any(isinstance(r, Outcome) and r.job_due for r in results):
             self._job_due()  # once per group
 
     def _settled(self, task: asyncio.Task[None], *, group: list[_Pending]) -> None:
         """A group task ended, however: its slot is free, and a task cancelled before it could
-        answer (its transaction rolled back) answers every member unavailable."""
+        answer (its transaction rolled back) answers every member, and every copy folded into
+        one, unavailable."""
         self._writes.discard(task)
         self._slots.release()
-        self._landed(group)
-        self._fail(group)
-
-    @staticmethod
-    def _fail(group: list[_Pending]) -> None:
+        lost = DatabaseUnavailable("shut down before the commit")
+        self._landed(group, lost)
         for pending in group:
-            if not pending.answer.done():
-                pending.answer.set_exception(DatabaseUnavailable("shut down before the commit"))
+            _fail(pending, lost)
 
     async def drain(self) -> None:
         """Wait for the pending deliveries and the groups in flight (before the database
@@ -223,6 +241,23 @@ class IngestGroups:
                 *(t for t in (self._flusher, *self._writes) if t is not None),
                 return_exceptions=True,
             )
+
+
+def _settle(pending: _Pending, result: Result) -> None:
+    """Answer one delivery (an outcome, or its own error), unless its wait was cancelled."""
+    if not pending.answer.done():
+        pending.answer.set_result(result)
+
+
+def _fail(pending: _Pending, error: BaseException) -> None:
+    """Fail one delivery with its group's error, unless its wait was cancelled."""
+    if not pending.answer.done():
+        pending.answer.set_exception(error)
+
+
+def _message_write(pending: _Pending) -> MessageWrite:
+    assert isinstance(pending.write, MessageWrite)  # only message writes fold
+    return pending.write
 
 
 _GROUPS: weakref.WeakKeyDictionary[Database, IngestGroups] = weakref.WeakKeyDictionary()

@@ -238,6 +238,35 @@ async def test_a_copy_folded_into_a_lost_group_is_not_stored_either(
         assert (again.status_code, again.json()["deduped"]) == (200, False)
 
 
+async def test_cancelled_waits_of_a_first_copy_and_its_folded_copies_disturb_no_other(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The first copy's client and one folded copy's client give up while the group waits: the
+    message is stored and the other copies are answered with its id."""
+    async with writes_held(database_url):
+        first = asyncio.create_task(
+            store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.3)
+        copies = [
+            asyncio.create_task(
+                store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
+            )
+            for _ in range(4)
+        ]
+        await asyncio.sleep(0.1)
+        first.cancel()
+        copies[1].cancel()
+        await asyncio.sleep(0.1)
+    results = await asyncio.gather(first, *copies, return_exceptions=True)
+    assert [isinstance(r, asyncio.CancelledError) for r in results] == [
+        True, False, True, False, False
+    ]  # fmt: skip
+    answered = [r for r in results if isinstance(r, Outcome)]
+    assert all(o.deduped for o in answered) and len({o.message_id for o in answered}) == 1
+    assert await count(database_url, "messages") == 1
+
+
 async def test_a_copy_of_a_write_that_failed_alone_is_tried_on_its_own(
     database_url: str, db: Database, workspace: CreatedWorkspace
 ) -> None:
