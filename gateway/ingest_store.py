@@ -145,7 +145,9 @@ async def _write(
     interest = {k: any(_message(writes[i]).interested for i in copies[k]) for k in keys}
 
     new = await _insert_messages(conn, [(firsts[k], interest[k]) for k in keys])
-    stored = await _find_messages(conn, [k for k in keys if k not in new])
+    stored = await _find_messages(
+        conn, [(k, _job_type(firsts[k].message)) for k in keys if k not in new]
+    )
     jobs = [
         {
             "type": POST_PROCESS_JOB[firsts[k].message.channel],
@@ -292,11 +294,16 @@ async def _insert_messages(
     return new
 
 
-async def _find_messages(conn: Connection, keys: list[MessageKey]) -> dict[MessageKey, Row]:
-    """The stored messages of the dedupe hits: one statement per key column present."""
-    by_column: dict[str, list[dict[str, str]]] = {}
-    for workspace_id, column, value in keys:
-        by_column.setdefault(column, []).append({"workspace_id": workspace_id, "key_value": value})
+async def _find_messages(
+    conn: Connection, keys: list[tuple[MessageKey, str | None]]
+) -> dict[MessageKey, Row]:
+    """The stored messages of the dedupe hits, each with whether its job (of the type given
+    with its key) is dead: one statement per key column present."""
+    by_column: dict[str, list[dict[str, str | None]]] = {}
+    for (workspace_id, column, value), job_type in keys:
+        by_column.setdefault(column, []).append(
+            {"workspace_id": workspace_id, "key_value": value, "job_type": job_type}
+        )
     found: dict[MessageKey, Row] = {}
     for column, rows in by_column.items():
         for row in await conn.fetch_all(f"find_messages_by_{column}", rows=json_rows(rows)):
@@ -350,13 +357,16 @@ async def _record_dedupe_hits(
         if leads:
             rows = [{"id": lead, "now": now} for lead in leads]
             await conn.execute("mark_leads_interested", rows=json_rows(rows))
+    # A message the hit made interested has its job re-run; any other one whose job was dead
+    # when found (the common case, no job is dead, costs no statement) has it revived.
     due: set[int] = set()
-    for query, wanted in (("rerun_jobs", True), ("requeue_dead_jobs", False)):
+    rerun = [k for k in stored if int(stored[k]["id"]) in news]
+    revive = [k for k in stored if int(stored[k]["id"]) not in news and stored[k]["job_dead"]]
+    for query, picked in (("rerun_jobs", rerun), ("requeue_dead_jobs", revive)):
         keys = sorted(
             f"{job}:{stored[k]['id']}"
-            for k in stored
-            if (int(stored[k]["id"]) in news) == wanted
-            and (job := _job_type(_message(writes[copies[k][0]]))) is not None
+            for k in picked
+            if (job := _job_type(_message(writes[copies[k][0]]))) is not None
         )
         if keys:
             found = await conn.fetch_all(query, dedupe_keys=json_rows(keys))

@@ -26,10 +26,15 @@ RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, g
 
 -- name: find_messages_by_{key}
 -- keys: email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key
--- The stored messages of a dedupe hit, by the one key column their deliveries use.
-SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id
+-- The stored messages of a dedupe hit, by the one key column their deliveries use, and whether
+-- the message's post-process job (job_type, NULL for none) is dead: only then does the group
+-- run requeue_dead_jobs.  A job that dies after this read and before the commit is not revived
+-- by this copy, as one that dies just after the commit would not be.
+SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id,
+       EXISTS (SELECT 1 FROM background_jobs j
+               WHERE j.dedupe_key = r.job_type || ':' || m.id AND j.status = 'dead') AS job_dead
 FROM messages m
-JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text)
+JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text, job_type text)
   ON m.workspace_id = r.workspace_id AND m.{key} = r.key_value;
 
 -- name: enqueue_post_process_jobs

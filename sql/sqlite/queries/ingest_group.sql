@@ -21,7 +21,11 @@ RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, g
 
 -- name: find_messages_by_{key}
 -- keys: email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key
-SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id
+-- As on PostgreSQL, with whether the message's post-process job is dead.
+SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id,
+       EXISTS (SELECT 1 FROM background_jobs j
+               WHERE j.dedupe_key = (r.value ->> 'job_type') || ':' || m.id
+                 AND j.status = 'dead') AS job_dead
 FROM json_each(:rows) AS r
 JOIN messages m ON m.workspace_id = r.value ->> 'workspace_id'
                AND m.{key} = r.value ->> 'key_value';
