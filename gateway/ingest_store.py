@@ -2,17 +2,20 @@
 transaction, one statement per step for the whole group (``sql/<dialect>/queries/
 ingest_group.sql``, each taking the group as one JSON array).
 
-The steps, in this order: the new messages are inserted (``ON CONFLICT DO NOTHING RETURNING``)
-and their post-process jobs enqueued; the dedupe hits are found by the one key their deliveries
-use; the leads of new messages and lead updates are read by their key and upserted only when new
-or changed, each once per group and in key order (``gateway.ingest_leads``); the new messages
-get their lead; a message hit by copies gets the interest a copy brought and its job re-run
-(interest new to it) or revived (dead); then the integration reports, the writes with statements
-of their own (quarantined deliveries) and the delivery stats answered since the last write
-(``gateway.delivery_stats``: one statement per group, not a transaction of their own).  Copies
-of one delivery inside the group are folded into one row: the first is stored, the others answered
-``deduped`` with its id, their interest kept.  A statement error that is not an outage retries
-the members one by one, so only the delivery at fault gets its error.
+The steps, in this order: the group's messages are looked up by the one key their deliveries
+use (a row found is a dedupe hit, with whether its job is dead); the leads of the others and the
+lead updates are read by their key and upserted only when new or changed, each once per group
+and in key order (``gateway.ingest_leads``); the new messages are inserted with their lead
+(``ON CONFLICT DO NOTHING RETURNING``) and their post-process jobs enqueued; a message hit by
+copies gets the interest a copy brought and its job re-run (interest new to it) or revived
+(dead); then the integration reports, the writes with statements of their own (quarantined
+deliveries) and the delivery stats answered since the last write (``gateway.delivery_stats``:
+one statement per group, not a transaction of their own).  An insert that conflicts although no
+row had its key a moment before (another group committed it meanwhile, or a replayed delivery
+id) rolls the group back to be written again, knowing it (``_Raced``).  Copies of one delivery
+inside the group are folded into one row: the first is stored, the others answered ``deduped``
+with its id, their interest kept.  A statement error that is not an outage retries the members
+one by one, so only the delivery at fault gets its error.
 """
 
 from __future__ import annotations
@@ -96,25 +99,44 @@ async def store_group(
     such as ``ReplayedDelivery``), with the delivery stats pending in ``stats``.  Raises
     ``DatabaseUnavailable`` (and nothing is committed) when the database is lost; any other
     failure retries the members one by one."""
-    hit_logs: list[dict[str, object]] = []
-    written: Pending | None = None
-    try:
-        async with db.transaction() as conn:
-            results = await _write(conn, writes, hit_logs)
-            if stats is not None:
-                written = await stats.write(conn)
-    except BaseException as exc:
-        if stats is not None and written is not None:
-            stats.keep(written)  # written, then not committed
-        if isinstance(exc, DatabaseUnavailable) or not isinstance(exc, Exception):
-            raise
-        if len(writes) == 1:
-            return [exc]
-        log.warning("group write failed, storing its members one by one", exc_info=True)
-        return await _one_by_one(db, writes)
+    suspects: frozenset[MessageKey] = frozenset()
+    while True:
+        hit_logs: list[dict[str, object]] = []
+        written: Pending | None = None
+        try:
+            async with db.transaction() as conn:
+                results = await _write(conn, writes, hit_logs, suspects)
+                if stats is not None:
+                    written = await stats.write(conn)
+        except _Raced as raced:  # rolled back before the stats were written: again, knowing them
+            log.info("group written again", extra={"raced": len(raced.keys)})
+            suspects |= raced.keys
+            continue
+        except BaseException as exc:
+            if stats is not None and written is not None:
+                stats.keep(written)  # written, then not committed
+            if isinstance(exc, DatabaseUnavailable) or not isinstance(exc, Exception):
+                raise
+            if len(writes) == 1:
+                return [exc]
+            log.warning("group write failed, storing its members one by one", exc_info=True)
+            return await _one_by_one(db, writes)
+        break
     for extra in hit_logs:  # once committed
         log.info("dedupe hit", extra=extra)
     return results
+
+
+class _Raced(Exception):
+    """Messages whose insert conflicted though no row had their key when the group looked:
+    another group committed them meanwhile, or (a GoHighLevel ``webhookId`` replayed with
+    another message) their delivery id is another message's.  The group is rolled back — its
+    leads were upserted for messages that are not new — and written again: those found then
+    are dedupe hits, the others replays.  Each time adds keys, so it ends."""
+
+    def __init__(self, keys: frozenset[MessageKey]) -> None:
+        super().__init__(f"{len(keys)} message inserts conflicted")
+        self.keys = keys
 
 
 async def _one_by_one(db: Database, writes: Sequence[Write]) -> list[Result]:
@@ -130,7 +152,10 @@ async def _one_by_one(db: Database, writes: Sequence[Write]) -> list[Result]:
 
 
 async def _write(
-    conn: Connection, writes: Sequence[Write], hit_logs: list[dict[str, object]]
+    conn: Connection,
+    writes: Sequence[Write],
+    hit_logs: list[dict[str, object]],
+    suspects: frozenset[MessageKey],
 ) -> list[Result]:
     copies: dict[MessageKey, list[int]] = {}
     for i, write in enumerate(writes):
@@ -144,10 +169,23 @@ async def _write(
         firsts[key] = first
     interest = {k: any(_message(writes[i]).interested for i in copies[k]) for k in keys}
 
-    new = await _insert_messages(conn, [(firsts[k], interest[k]) for k in keys])
-    stored = await _find_messages(
-        conn, [(k, _job_type(firsts[k].message)) for k in keys if k not in new]
-    )
+    stored = await _find_messages(conn, [(k, _job_type(firsts[k].message)) for k in keys])
+    replayed = {k for k in suspects if k not in stored}
+    fresh = [k for k in keys if k not in stored and k not in replayed]
+    # The leads before their messages, so that a new message is inserted with its lead (an
+    # update afterwards would write every message row, and its nine index entries, twice).
+    leads: list[tuple[str, Lead, dt.datetime]] = [
+        (k[0], _with_interest(firsts[k].message.lead, writes, copies[k][1:]), firsts[k].now)
+        for k in fresh
+    ]
+    leads += [(w.workspace_id, w.event.lead, w.now) for w in writes if isinstance(w, LeadWrite)]
+    lead_ids = await upsert_leads(conn, leads)
+    lead_of: dict[MessageKey, int | None] = {
+        k: lead_ids[lead_ref(k[0], firsts[k].message.lead)] for k in fresh
+    }
+    new = await _insert_messages(conn, [(firsts[k], interest[k], lead_of[k]) for k in fresh])
+    if raced := frozenset(k for k in fresh if k not in new):
+        raise _Raced(raced)
     jobs = [
         {
             "type": POST_PROCESS_JOB[firsts[k].message.channel],
@@ -162,25 +200,6 @@ async def _write(
     if jobs:
         await conn.execute("enqueue_post_process_jobs", rows=json_rows(jobs))
 
-    # The leads last: an upserted lead stays locked until the commit, so hold it the shortest.
-    leads: list[tuple[str, Lead, dt.datetime]] = [
-        (k[0], _with_interest(firsts[k].message.lead, writes, copies[k][1:]), firsts[k].now)
-        for k in keys
-        if k in new
-    ]
-    leads += [(w.workspace_id, w.event.lead, w.now) for w in writes if isinstance(w, LeadWrite)]
-    lead_ids = await upsert_leads(conn, leads)
-    if new:
-        links = [
-            {"id": new[k], "lead_id": lead_ids[lead_ref(k[0], firsts[k].message.lead)]}
-            for k in keys
-            if k in new
-        ]
-        await conn.execute("set_messages_lead", rows=json_rows(links))
-
-    lead_of: dict[MessageKey, int | None] = {
-        k: lead_ids[lead_ref(k[0], firsts[k].message.lead)] for k in new
-    }
     lead_of.update({k: row["lead_id"] for k, row in stored.items()})
     revived = await _record_dedupe_hits(
         conn, writes, copies, new, stored, interest, lead_of, hit_logs
@@ -250,7 +269,8 @@ def _message(write: Write) -> Message:
 
 
 def _job_type(msg: Message) -> str | None:
-    return POST_PROCESS_JOB[msg.channel] if msg.direction == "inbound" else None
+    # .get: a channel the schema refuses (its CHECK fails the insert) has no job either.
+    return POST_PROCESS_JOB.get(msg.channel) if msg.direction == "inbound" else None
 
 
 def _with_interest(lead: Lead, writes: Sequence[Write], later_copies: list[int]) -> Lead:
@@ -262,12 +282,12 @@ def _with_interest(lead: Lead, writes: Sequence[Write], later_copies: list[int])
 
 
 async def _insert_messages(
-    conn: Connection, firsts: list[tuple[MessageWrite, bool]]
+    conn: Connection, firsts: list[tuple[MessageWrite, bool, int | None]]
 ) -> dict[MessageKey, int]:
     if not firsts:
         return {}
     rows = []
-    for write, interested in firsts:
+    for write, interested, lead_id in firsts:
         msg = write.message
         rows.append(
             {
@@ -284,6 +304,7 @@ async def _insert_messages(
                 msg.key_column: msg.key_value,
                 "delivery_id": msg.delivery_id,
                 "provider_thread_id": msg.thread_id,
+                "lead_id": lead_id,
             }
         )
     inserted = await conn.fetch_all("insert_messages", rows=json_rows(rows))

@@ -163,6 +163,7 @@ def message(
     channel: str = "email",
     delivery_id: str | None = None,
     interested: bool = False,
+    email: str = "a@x.com",
 ) -> Message:
     return Message(
         event="LEAD_REPLIED",
@@ -171,7 +172,7 @@ def message(
         direction="inbound",
         key_column="webhook_dedupe_key",
         key_value=key,
-        lead=Lead(email="a@x.com"),
+        lead=Lead(email=email),
         interested=interested,
         delivery_id=delivery_id,
     )
@@ -197,8 +198,12 @@ async def test_a_replayed_delivery_id_in_one_group_is_refused(
     db: Database, workspace: CreatedWorkspace, settings: Settings
 ) -> None:
     """Two messages with one GoHighLevel webhookId in one group: one stored, the other a replay
-    (409), and its neighbours are not disturbed."""
-    writes = [message("k1", delivery_id="wh-1"), message("k2", delivery_id="wh-1"), message("k3")]
+    (409) that stores nothing, not even its lead, and its neighbours are not disturbed."""
+    writes = [
+        message("k1", delivery_id="wh-1"),
+        message("k2", delivery_id="wh-1", email="replay@x.com"),
+        message("k3"),
+    ]
     results = await asyncio.gather(
         *(store_message(db, workspace.id, m, now=NOW, max_attempts=5) for m in writes),
         return_exceptions=True,
@@ -206,6 +211,7 @@ async def test_a_replayed_delivery_id_in_one_group_is_refused(
     assert [type(r).__name__ for r in results] == ["Outcome", "ReplayedDelivery", "Outcome"]
     assert isinstance(results[1], ReplayedDelivery)
     assert await count(settings.database_url, "messages") == 2
+    assert await count(settings.database_url, "leads", "email = 'replay@x.com'") == 0
 
 
 async def test_a_lead_update_joins_the_group_of_its_lead_s_message(

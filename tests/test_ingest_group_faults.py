@@ -187,11 +187,12 @@ def _groups_written(client: AppClient) -> float:
 
 
 async def test_a_copy_bringing_interest_does_not_fold_into_a_write_without_it(
-    database_url: str, db: Database, workspace: CreatedWorkspace
+    database_url: str, db: Database, workspace: CreatedWorkspace, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The first copy in flight is not interested, a copy arriving meanwhile is: that copy is
     written by a group of its own (a dedupe hit whose interest marks the message, or the row
     itself if its group inserts first), while a plain copy folds."""
+    caplog.set_level(logging.INFO, logger="hookgate.ingest")
     async with writes_held(database_url):
         first = asyncio.create_task(
             store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
@@ -211,6 +212,12 @@ async def test_a_copy_bringing_interest_does_not_fold_into_a_write_without_it(
     assert len({o.message_id for o in outcomes}) == 1
     assert await count(database_url, "messages", "interested") == 1
     assert await count(database_url, "leads", "interested") == 1
+    assert await count(database_url, "leads") == 1
+    if not database_url.startswith("sqlite"):
+        # Both groups found no row and were let insert at once: the one whose insert conflicted
+        # was written again, and found the row.
+        raced = [r for r in caplog.records if r.getMessage() == "group written again"]
+        assert [r.__dict__["raced"] for r in raced] == [1]
 
 
 async def test_a_copy_folded_into_a_lost_group_is_not_stored_either(

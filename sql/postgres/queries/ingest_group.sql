@@ -6,20 +6,21 @@
 -- name: insert_messages
 -- The group's new messages (one row per distinct key).  A conflict on any unique key (a copy
 -- stored earlier, or a GoHighLevel webhookId replayed with another message) inserts nothing and
--- returns nothing; the caller maps the rows returned back by workspace and key.
+-- returns nothing; the caller maps the rows returned back by workspace and key.  Each comes with
+-- its lead, upserted first (gateway/ingest_store.py).
 INSERT INTO messages (workspace_id, channel, direction, provider, event, subject, body, sent_at,
                       interested, created_at, email_bison_reply_id, inboxxia_scheduled_email_id,
                       ghl_id, unipile_message_id, webhook_dedupe_key, delivery_id,
-                      provider_thread_id)
+                      provider_thread_id, lead_id)
 SELECT workspace_id, channel, direction, provider, event, subject, body,
        sent_at AT TIME ZONE 'UTC', interested, now AT TIME ZONE 'UTC', email_bison_reply_id,
        inboxxia_scheduled_email_id, ghl_id, unipile_message_id, webhook_dedupe_key,
-       delivery_id, provider_thread_id
+       delivery_id, provider_thread_id, lead_id
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
     workspace_id text, channel text, direction text, provider text, event text, subject text,
     body text, sent_at timestamp, interested boolean, now timestamp, email_bison_reply_id text,
     inboxxia_scheduled_email_id text, ghl_id text, unipile_message_id text,
-    webhook_dedupe_key text, delivery_id text, provider_thread_id text)
+    webhook_dedupe_key text, delivery_id text, provider_thread_id text, lead_id bigint)
 ON CONFLICT DO NOTHING
 RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id,
           unipile_message_id, webhook_dedupe_key;
@@ -78,11 +79,6 @@ ON CONFLICT (workspace_id, {key}) DO UPDATE SET
     interested = leads.interested OR excluded.interested,
     updated_at = excluded.updated_at
 RETURNING id, workspace_id, {key} AS key_value, email, phone, linkedin_id, ghl_contact_id;
-
--- name: set_messages_lead
-UPDATE messages m SET lead_id = r.lead_id
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id bigint, lead_id bigint)
-WHERE m.id = r.id;
 
 -- name: mark_messages_interested
 -- Interest a dedupe hit brings.  Returns the messages it is new to: their jobs run once more

@@ -7,13 +7,13 @@
 INSERT INTO messages (workspace_id, channel, direction, provider, event, subject, body, sent_at,
                       interested, created_at, email_bison_reply_id, inboxxia_scheduled_email_id,
                       ghl_id, unipile_message_id, webhook_dedupe_key, delivery_id,
-                      provider_thread_id)
+                      provider_thread_id, lead_id)
 SELECT value ->> 'workspace_id', value ->> 'channel', value ->> 'direction',
        value ->> 'provider', value ->> 'event', value ->> 'subject', value ->> 'body',
        value ->> 'sent_at', value ->> 'interested', value ->> 'now',
        value ->> 'email_bison_reply_id', value ->> 'inboxxia_scheduled_email_id',
        value ->> 'ghl_id', value ->> 'unipile_message_id', value ->> 'webhook_dedupe_key',
-       value ->> 'delivery_id', value ->> 'provider_thread_id'
+       value ->> 'delivery_id', value ->> 'provider_thread_id', value ->> 'lead_id'
 FROM json_each(:rows) WHERE true
 ON CONFLICT DO NOTHING
 RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, ghl_id,
@@ -63,11 +63,6 @@ ON CONFLICT (workspace_id, {key}) DO UPDATE SET
     interested = leads.interested OR excluded.interested,
     updated_at = excluded.updated_at
 RETURNING id, workspace_id, {key} AS key_value, email, phone, linkedin_id, ghl_contact_id;
-
--- name: set_messages_lead
-WITH r AS (SELECT value ->> 'id' AS message_id, value ->> 'lead_id' AS lead_id
-           FROM json_each(:rows))
-UPDATE messages SET lead_id = r.lead_id FROM r WHERE messages.id = r.message_id;
 
 -- name: mark_messages_interested
 UPDATE messages SET interested = true
