@@ -4,13 +4,9 @@ for the console's charts (so they cover every replica and outlive restarts).
 ``record`` runs once per answered delivery and costs one dict lookup: the count and latency sum
 of (epoch minute, provider, outcome, latency bucket) are added up in memory.  ``write(conn)``
 drains them into the table with one upsert that adds to the rows already there (another
-replica's, or this process's earlier writes).  An ingest group writes them in its own
-transaction when they are ``due`` — something pending and ``DELIVERY_STATS_FLUSH_S`` passed since
-the last write — so a busy process writes its figures about once an interval, never once a
-group (a group's rows of this minute and copies would be written again a hundred times a
-second).  Every process that serves webhooks also runs ``flushing``: a ``flush`` in a short
-transaction of its own every ``DELIVERY_STATS_FLUSH_S`` seconds (when something is pending) and
-once at shutdown, and once an hour a purge of minutes older than ``KEEP_S``.
+replica's, or this process's earlier writes).  Every process that serves webhooks runs
+``flushing``: a ``flush`` in a short transaction of its own every ``DELIVERY_STATS_FLUSH_S``
+seconds and once at shutdown, and once an hour a purge of minutes older than ``KEEP_S``.
 
 A ``deduped`` answer also names the message it is a copy of: the same writes add those copies
 to ``message_copies`` (the console's messages list shows them).
@@ -32,7 +28,6 @@ import bisect
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -72,22 +67,11 @@ class DeliveryStats:
         max_minutes: int = 60,
         on_drop: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
-        write_every_s: float = 0.0,
     ) -> None:
         self._pending = Pending()
         self._max_minutes = max_minutes
         self._on_drop = on_drop
         self._clock = clock
-        self._write_every_s = write_every_s
-        self._written_at = -math.inf  # by ``clock``
-
-    def due(self) -> bool:
-        """Whether an ingest group should write what is pending: something is, and
-        ``write_every_s`` passed since the last write."""
-        pending = self._pending
-        if not (pending.counts or pending.copies):
-            return False
-        return self._clock() - self._written_at >= self._write_every_s
 
     def record(
         self, provider: str, outcome: str, latency_s: float, copy_of: int | None = None
@@ -123,7 +107,6 @@ class DeliveryStats:
         statement itself raises, the counts are kept already and the error propagates (a
         transaction whose statement failed is lost anyway); nothing else here raises."""
         taken, self._pending = self._pending, Pending()
-        self._written_at = self._clock()
         try:
             if taken.counts:
                 await conn.execute("add_delivery_stats", rows=_encode(taken.counts))
@@ -171,10 +154,8 @@ class DeliveryStats:
             log.warning("delivery stats dropped", extra={"deliveries": int(deliveries)})
 
     async def flush(self, db: Database) -> bool:
-        """Write what is pending in a transaction of its own (none when nothing is); False
-        (counts kept) when the database cannot take it."""
-        if not (self._pending.counts or self._pending.copies):
-            return True
+        """Write what is pending in a transaction of its own; False (counts kept) when the
+        database cannot take it."""
         written = Pending()
         try:
             async with db.transaction() as conn:

@@ -9,13 +9,13 @@ and in key order (``gateway.ingest_leads``); the new messages are inserted with 
 (``ON CONFLICT DO NOTHING RETURNING``) and their post-process jobs enqueued; a message hit by
 copies gets the interest a copy brought and its job re-run (interest new to it) or revived
 (dead); then the integration reports, the writes with statements of their own (quarantined
-deliveries) and, when they are due (about once a ``DELIVERY_STATS_FLUSH_S``), the delivery
-stats answered since the last write (``gateway.delivery_stats``).  An insert that conflicts
-although no row had its key a moment before (another group committed it meanwhile, or a
-replayed delivery id) rolls the group back to be written again, knowing it (``_Raced``).
-Copies of one delivery inside the group are folded into one row: the first is stored, the
-others answered ``deduped`` with its id, their interest kept.  A statement error that is not
-an outage retries the members one by one, so only the delivery at fault gets its error.
+deliveries) and the delivery stats answered since the last write (``gateway.delivery_stats``:
+one statement per group, not a transaction of their own).  An insert that conflicts although no
+row had its key a moment before (another group committed it meanwhile, or a replayed delivery
+id) rolls the group back to be written again, knowing it (``_Raced``).  Copies of one delivery
+inside the group are folded into one row: the first is stored, the others answered ``deduped``
+with its id, their interest kept.  A statement error that is not an outage retries the members
+one by one, so only the delivery at fault gets its error.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ async def store_group(
     db: Database, writes: Sequence[Write], stats: DeliveryStats | None = None
 ) -> list[Result]:
     """Store ``writes`` in one transaction and return each one's outcome (or its own error,
-    such as ``ReplayedDelivery``), with the delivery stats of ``stats`` when they are due.  Raises
+    such as ``ReplayedDelivery``), with the delivery stats pending in ``stats``.  Raises
     ``DatabaseUnavailable`` (and nothing is committed) when the database is lost; any other
     failure retries the members one by one."""
     suspects: frozenset[MessageKey] = frozenset()
@@ -106,7 +106,7 @@ async def store_group(
         try:
             async with db.transaction() as conn:
                 results = await _write(conn, writes, hit_logs, suspects)
-                if stats is not None and stats.due():
+                if stats is not None:
                     written = await stats.write(conn)
         except _Raced as raced:  # rolled back before the stats were written: again, knowing them
             log.info("group written again", extra={"raced": len(raced.keys)})

@@ -58,9 +58,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await db.apply_migrations(discover(db.dialect))
         metrics = Metrics()
         stats = DeliveryStats(
-            settings.delivery_stats_max_pending_minutes,
-            metrics.delivery_stats_dropped.inc,
-            write_every_s=settings.delivery_stats_flush_s,
+            settings.delivery_stats_max_pending_minutes, metrics.delivery_stats_dropped.inc
         )
         async with open_clients(settings, db) as clients:
             runtime = Runtime(

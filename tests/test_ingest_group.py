@@ -16,11 +16,9 @@ import httpx2
 import pytest
 
 from gateway.app import create_app
-from gateway.delivery_stats import DeliveryStats
 from gateway.events import IntegrationStatus, Lead, LeadUpdate, Message, ReplayedDelivery
 from gateway.ingest import ingest, store_message
 from gateway.ingest_group import open_groups
-from gateway.ingest_store import MessageWrite, store_group
 from gateway.metrics import Metrics
 from gateway.providers import Delivery
 from gateway.quarantine import quarantine_delivery
@@ -45,8 +43,7 @@ def reply(
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    # Delivery stats written by the first group that finds them due and then not for an hour
-    # (no flush in between): see the burst test and the delivery stats test below.
+    # Delivery stats written only by the groups (no flush in between): see the burst test.
     return make_settings(database_url, HOOKGATE_SCHEDULER="false", DELIVERY_STATS_FLUSH_S="3600")
 
 
@@ -116,14 +113,12 @@ async def test_a_burst_is_stored_in_groups_exactly_once(
 
     later = await client.http.post(url, content=reply(1001))
     assert later.json()["deduped"] is True
-    # Every answer is counted once, whichever group's transaction (or flush) wrote it: 201
-    # deliveries, and three deduped copies of each message (four of the later one's).
-    runtime = client.app.state.runtime
-    assert await runtime.delivery_stats.flush(runtime.db)
+    # The later group wrote the delivery stats of the burst's answers in its transaction: 200
+    # deliveries, and three deduped copies of each message.
     [written] = await rows(db_url, "SELECT sum(deliveries) AS n FROM delivery_stats")
-    assert written["n"] == 201
-    copies = await rows(db_url, "SELECT message_id, copies FROM message_copies ORDER BY 1")
-    assert sorted(c["copies"] for c in copies) == [3] * 49 + [4]
+    assert written["n"] == 200
+    copies = await rows(db_url, "SELECT copies FROM message_copies")
+    assert [c["copies"] for c in copies] == [3] * 50
 
 
 async def test_groups_are_bounded_by_ingest_batch_max(
@@ -360,33 +355,3 @@ async def test_every_message_gets_its_lead_whether_the_lead_existed_or_the_group
         "FROM messages WHERE ghl_id LIKE 'sms-%'",
     )
     assert (lead["leads"], lead["n"], lead["with_lead"]) == (1, 3, 3)
-
-
-async def test_a_group_writes_the_delivery_stats_once_they_are_due(
-    db: Database, workspace: CreatedWorkspace, settings: Settings
-) -> None:
-    """The answers counted since the last write go into the next group's transaction once
-    DELIVERY_STATS_FLUSH_S has passed since then, not into every group."""
-    now = [1_000_000.0]
-    stats = DeliveryStats(clock=lambda: now[0], write_every_s=5)
-
-    async def group(n: int) -> None:
-        writes = [MessageWrite(workspace.id, message(f"s{n}-{i}"), NOW, 5) for i in range(3)]
-        await store_group(db, writes, stats)
-        for _ in writes:
-            stats.record("emailbison", "stored", 0.004)
-
-    async def written() -> int:
-        [row] = await rows(settings.database_url, "SELECT sum(deliveries) AS n FROM delivery_stats")
-        return int(row["n"] or 0)
-
-    await group(1)  # nothing pending yet: nothing written
-    await group(2)  # the first 3 answers are due: written in this group
-    assert await written() == 3
-    now[0] += 4
-    await group(3)  # 4 s later: not due, kept
-    assert await written() == 3
-    now[0] += 1
-    await group(4)  # 5 s after the last write: the 6 pending are written
-    assert await written() == 9
-    assert stats.pending == 3
