@@ -70,7 +70,7 @@ class _InFlight:
 
     first: _Pending
     interested: bool  # some member of the group for this key carries interest
-    folded: list[_Pending] = dataclasses.field(default_factory=list)
+    folded: list[tuple[_Pending, str]] = dataclasses.field(default_factory=list)  # and event
 
 
 class IngestGroups:
@@ -138,7 +138,7 @@ class IngestGroups:
         entry = self._in_flight.get(message_key(write))
         if entry is None or (write.message.interested and not entry.interested):
             return False
-        entry.folded.append(pending)
+        entry.folded.append((pending, write.message.event))
         return True
 
     def _take(self) -> list[_Pending]:
@@ -180,15 +180,14 @@ class IngestGroups:
             if not entry.folded:
                 continue
             if isinstance(outcome, BaseException):
-                for copy in entry.folded:
+                for copy, _ in entry.folded:
                     _fail(copy, outcome)
                 continue
             if not isinstance(result, Outcome) or result.message_id is None:
-                for copy in entry.folded:
+                for copy, _ in entry.folded:
                     self._queue(copy)
                 continue
-            for copy in entry.folded:
-                event = _message_write(copy).message.event
+            for copy, event in entry.folded:
                 _settle(copy, Outcome(event, message_id=result.message_id, deduped=True))
             log.info(
                 "dedupe hit",
@@ -253,11 +252,6 @@ def _fail(pending: _Pending, error: BaseException) -> None:
     """Fail one delivery with its group's error, unless its wait was cancelled."""
     if not pending.answer.done():
         pending.answer.set_exception(error)
-
-
-def _message_write(pending: _Pending) -> MessageWrite:
-    assert isinstance(pending.write, MessageWrite)  # only message writes fold
-    return pending.write
 
 
 _GROUPS: weakref.WeakKeyDictionary[Database, IngestGroups] = weakref.WeakKeyDictionary()

@@ -251,13 +251,20 @@ class AppClient:
         return f"/webhooks/{provider}/{workspace.id}?token={tok}"
 
 
-@pytest.fixture
-async def client(settings: Settings, db: Database) -> AsyncIterator[AppClient]:
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[AppClient]:
+    """The app with ``settings``, its lifespan running, and an HTTP client on it (ASGI)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield AppClient(http, app)
+
+
+@pytest.fixture
+async def client(settings: Settings, db: Database) -> AsyncIterator[AppClient]:
+    async with app_client(settings) as http:
+        yield http
 
 
 @dataclass

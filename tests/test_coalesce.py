@@ -87,3 +87,23 @@ async def test_drain_waits_for_the_call_in_flight_and_the_one_queued_behind_it()
     await drained
     assert all(g.done() for g in gets)
     assert lookup.calls == [[1], [2]]
+
+
+async def test_a_call_cancelled_in_flight_cancels_its_gets_and_the_next_get_calls_again() -> None:
+    """The call's task itself cancelled (the loop closing) while its fetch waits: every get it
+    held, and every get queued behind it, ends cancelled — none waits for ever — and a later
+    get starts a call of its own."""
+    lookup = Lookup()
+    coalescing = Coalescing(lookup)
+    held = asyncio.create_task(coalescing.get(1))
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(coalescing.get(2))
+    await asyncio.sleep(0)
+    task = coalescing._task  # private: nothing but a closing loop cancels it
+    assert task is not None
+    task.cancel()
+    results = await asyncio.gather(held, queued, return_exceptions=True)
+    assert [type(r) for r in results] == [asyncio.CancelledError, asyncio.CancelledError]
+    lookup.release.set()
+    assert await coalescing.get(3) == "v3"
+    assert lookup.calls == [[1], [3]]

@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -25,7 +24,7 @@ from gateway.quarantine import quarantine_delivery
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from sql import ConstraintViolation, Database
-from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
+from tests.conftest import AppClient, app_client, count, encode, fixture_json, make_settings, rows
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
 
@@ -45,15 +44,6 @@ def reply(
 def settings(database_url: str) -> Settings:
     # Delivery stats written only by the groups (no flush in between): see the burst test.
     return make_settings(database_url, HOOKGATE_SCHEDULER="false", DELIVERY_STATS_FLUSH_S="3600")
-
-
-@pytest.fixture
-async def client(settings: Settings, db: Database) -> AsyncIterator[AppClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield AppClient(http, app)
 
 
 async def post_all(client: AppClient, url: str, bodies: list[bytes]) -> list[httpx2.Response]:
@@ -125,17 +115,13 @@ async def test_groups_are_bounded_by_ingest_batch_max(
     database_url: str, db: Database, workspace: CreatedWorkspace
 ) -> None:
     settings = make_settings(database_url, HOOKGATE_SCHEDULER="false", INGEST_BATCH_MAX="4")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            client = AppClient(http, app)
-            url = client.url("emailbison", workspace)
-            answers = await post_all(client, url, [reply(n) for n in range(40)])
-            assert {a.status_code for a in answers} == {200}
-            assert metric(client, 'hookgate_ingest_group_size_bucket{le="4.0"}') == metric(
-                client, "hookgate_ingest_group_size_count"
-            )
+    async with app_client(settings) as client:
+        url = client.url("emailbison", workspace)
+        answers = await post_all(client, url, [reply(n) for n in range(40)])
+        assert {a.status_code for a in answers} == {200}
+        assert metric(client, 'hookgate_ingest_group_size_bucket{le="4.0"}') == metric(
+            client, "hookgate_ingest_group_size_count"
+        )
     assert await count(database_url, "messages") == 40
 
 

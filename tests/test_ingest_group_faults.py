@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx2
@@ -22,13 +22,13 @@ from gateway.events import Lead, Message, Outcome, ReplayedDelivery
 from gateway.ingest import store_message
 from gateway.ingest_group import groups_for
 from gateway.ingest_store import MessageWrite, store_group
-from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace
 from sql import Database, DatabaseUnavailable
 from tests.cancel_support import CancelAtSuspension
-from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
+from tests.conftest import AppClient, app_client, count, encode, fixture_json, make_settings, rows
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -55,6 +55,19 @@ async def writes_held(database_url: str) -> AsyncIterator[asyncpg.Connection | N
         await pg.close()
 
 
+async def lose_the_database(pg: asyncpg.Connection | None, posts: list[asyncio.Task[T]]) -> None:
+    """Until every post is answered: on PostgreSQL terminate the sessions waiting for the held
+    lock (the group's); on SQLite the held write lock outlasts DATABASE_TIMEOUT_S by itself."""
+    while not all(p.done() for p in posts):
+        if pg is not None:
+            await pg.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                "AND pid <> pg_backend_pid()"
+            )
+        await asyncio.sleep(0.05)
+
+
 def reply(reply_id: int) -> bytes:
     payload = fixture_json("emailbison/lead_replied.json")
     payload["data"]["reply"]["id"] = reply_id
@@ -65,15 +78,6 @@ def ghl_sms(message_id: str) -> bytes:
     payload = fixture_json("gohighlevel/inbound_message_sms.json")
     payload["messageId"] = message_id
     return encode(payload)
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[AppClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield AppClient(http, app)
 
 
 async def test_an_answer_comes_only_after_the_commit(
@@ -109,14 +113,7 @@ async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
                 asyncio.create_task(client.http.post(eb, content=reply(100 + n))) for n in range(20)
             ]
             posts.append(asyncio.create_task(client.http.post(ghl, content=ghl_sms("m-1"))))
-            while not all(p.done() for p in posts):
-                if pg is not None:
-                    await pg.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-                        "AND pid <> pg_backend_pid()"
-                    )
-                await asyncio.sleep(0.05)
+            await lose_the_database(pg, posts)
         answers = [p.result() for p in posts]
         assert [a.status_code for a in answers] == [503] * 20 + [429]
         assert all(a.headers["retry-after"] for a in answers)
@@ -234,14 +231,7 @@ async def test_a_copy_folded_into_a_lost_group_is_not_stored_either(
                 asyncio.create_task(client.http.post(url, content=reply(7))) for _ in range(5)
             ]
             posts = [first, *copies]
-            while not all(p.done() for p in posts):
-                if pg is not None:
-                    await pg.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-                        "AND pid <> pg_backend_pid()"
-                    )
-                await asyncio.sleep(0.05)
+            await lose_the_database(pg, posts)
         assert [p.result().status_code for p in posts] == [503] * 6
         assert await count(database_url, "messages") == 1
         again = await client.http.post(url, content=reply(7))

@@ -8,21 +8,19 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
 import pytest
 
 from gateway import quarantine
-from gateway.app import create_app
 from gateway.events import Event
 from gateway.providers import PROVIDERS, Delivery
 from gateway.settings import Settings
 from gateway.workspaces import CreatedWorkspace, WorkspaceOptions, create_workspace
 from sql import Database
-from tests.conftest import AppClient, count, encode, fixture_json, make_settings, rows
+from tests.conftest import AppClient, app_client, count, encode, fixture_json, make_settings, rows
 
 REPLIED = "emailbison/lead_replied.json"
 SMARTLEAD_SECRET = "sl-secret-123"
@@ -60,16 +58,6 @@ def learns_reply_id(parse: Parse) -> Parse:
         return parse(payload, delivery)
 
     return fixed
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[AppClient]:
-    """The app with settings of the test's own, lifespan running."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield AppClient(http, app)
 
 
 def quarantined(answer: httpx2.Response) -> int:
