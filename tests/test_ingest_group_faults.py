@@ -133,7 +133,8 @@ async def test_a_lost_database_fails_the_whole_group_and_stores_nothing(
     assert stats["n"] == 42
 
 
-def message(key: str, **fields: Any) -> Message:
+def message(key: str, *, interested: bool = False, **fields: Any) -> Message:
+    # An inbound message's interest is its lead's too, as the parsers give it.
     return Message(
         event="LEAD_REPLIED",
         provider="emailbison",
@@ -141,7 +142,8 @@ def message(key: str, **fields: Any) -> Message:
         direction="inbound",
         key_column="webhook_dedupe_key",
         key_value=key,
-        lead=Lead(email="a@x.com"),
+        lead=Lead(email="a@x.com", interested=interested),
+        interested=interested,
         **fields,
     )
 
@@ -265,6 +267,30 @@ async def test_cancelled_waits_of_a_first_copy_and_its_folded_copies_disturb_no_
     answered = [r for r in results if isinstance(r, Outcome)]
     assert all(o.deduped for o in answered) and len({o.message_id for o in answered}) == 1
     assert await count(database_url, "messages") == 1
+
+
+async def test_a_plain_copy_folds_into_a_write_that_brings_interest(
+    database_url: str, db: Database, workspace: CreatedWorkspace
+) -> None:
+    """The other order: the first copy in flight carries the interest, a plain copy arrives
+    meanwhile and folds (it brings nothing the group lacks); the message and lead are
+    interested, and the copy was written by no group of its own."""
+    groups = groups_for(db)
+    async with writes_held(database_url):
+        first = asyncio.create_task(
+            store_message(db, workspace.id, message("k", interested=True), now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.3)
+        plain = asyncio.create_task(
+            store_message(db, workspace.id, message("k"), now=NOW, max_attempts=5)
+        )
+        await asyncio.sleep(0.1)
+        assert not groups._pending  # folded, not queued for a group
+    outcomes = [await first, await plain]
+    assert [o.deduped for o in outcomes] == [False, True]
+    assert len({o.message_id for o in outcomes}) == 1
+    assert await count(database_url, "messages", "interested") == 1
+    assert await count(database_url, "leads", "interested") == 1
 
 
 async def test_a_copy_of_a_write_that_failed_alone_is_tried_on_its_own(
