@@ -162,11 +162,7 @@ async def _write(
         if isinstance(write, MessageWrite):
             copies.setdefault(message_key(write), []).append(i)
     keys = sorted(copies)  # one lock order for every group
-    firsts: dict[MessageKey, MessageWrite] = {}
-    for key in keys:
-        first = writes[copies[key][0]]
-        assert isinstance(first, MessageWrite)
-        firsts[key] = first
+    firsts = {k: _message_write(writes[copies[k][0]]) for k in keys}
     interest = {k: any(_message(writes[i]).interested for i in copies[k]) for k in keys}
 
     stored = await _find_messages(conn, [(k, _job_type(firsts[k].message)) for k in keys])
@@ -188,14 +184,14 @@ async def _write(
         raise _Raced(raced)
     jobs = [
         {
-            "type": POST_PROCESS_JOB[firsts[k].message.channel],
+            "type": job_type,
             "workspace_id": k[0],
             "message_id": new[k],
             "payload": {"event": firsts[k].message.event},
             "max_attempts": firsts[k].max_attempts,
         }
         for k in keys
-        if k in new and firsts[k].message.direction == "inbound"
+        if k in new and (job_type := _job_type(firsts[k].message)) is not None
     ]
     if jobs:
         await conn.execute("enqueue_post_process_jobs", rows=json_rows(jobs))
