@@ -119,6 +119,58 @@ def db_fetch(url: str, sql: str) -> list[dict[str, Any]]:
 # hookgate and the bench apps as subprocesses.
 
 
+# A backlog: what a gateway that has run for a while holds before the measured traffic, so a
+# run measures the steady state rather than an empty database's first seconds.  Earlier
+# replies of the workspace (four per lead), each with its lead and its finished job; keys that
+# the load generator never sends.  PostgreSQL's autovacuum would have analyzed such tables, so
+# the backlog ends with ANALYZE there; hookgate never analyzes SQLite, so neither does this.
+BACKLOG_SQL = """
+INSERT INTO leads (workspace_id, email, created_at, updated_at)
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {leads})
+SELECT '{workspace}', 'backlog-' || n || '@example.com', '{at}', '{at}' FROM g;
+INSERT INTO messages (workspace_id, lead_id, channel, direction, provider, event, subject, body,
+                      sent_at, interested, created_at, email_bison_reply_id)
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {messages})
+SELECT '{workspace}', l.id, 'email', 'inbound', 'emailbison', 'LEAD_REPLIED', 'Re: an earlier note',
+       'An earlier reply.', '{at}', false, '{at}', 'backlog-' || n
+FROM g JOIN leads l ON l.workspace_id = '{workspace}'
+                   AND l.email = 'backlog-' || (n % {leads} + 1) || '@example.com';
+INSERT INTO background_jobs (type, dedupe_key, workspace_id, message_id, payload, status, run_at,
+                             attempts, max_attempts, created_at, updated_at, finished_at)
+SELECT 'EMAIL_INBOUND_POST_PROCESS', 'EMAIL_INBOUND_POST_PROCESS:' || id, workspace_id, id, '{{}}',
+       'succeeded', created_at, 1, 5, created_at, created_at, created_at
+FROM messages;
+"""
+
+
+def fill_backlog(database_url: str, workspace_id: str, messages: int) -> None:
+    """Store ``messages`` earlier replies of the workspace (see BACKLOG_SQL); 0: none."""
+    if messages <= 0:
+        return
+    sql = BACKLOG_SQL.format(
+        workspace=workspace_id.replace("'", "''"),
+        leads=max(messages // 4, 1),
+        messages=messages,
+        at="2026-11-30 12:00:00",
+    )
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn:
+            conn.executescript(f"BEGIN; {sql} COMMIT;")
+        return
+
+    async def fill() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(sql)
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

@@ -45,7 +45,8 @@ ON CONFLICT (dedupe_key) DO NOTHING
 
 UPSERT_LEAD = """
 INSERT INTO leads (workspace_id, email, created_at, updated_at) VALUES ($1, $2, now(), now())
-ON CONFLICT (workspace_id, email) DO UPDATE SET updated_at = excluded.updated_at
+ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL
+    DO UPDATE SET updated_at = excluded.updated_at
 RETURNING id
 """
 

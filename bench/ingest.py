@@ -119,6 +119,7 @@ def measure(
     backend = "sqlite" if "sqlite" in target else "postgres"
     with c.database(backend, target.split("-")[0]) as url:
         workspace = c.create_workspace(url)
+        c.fill_backlog(url, workspace.id, args.backlog)
         with start_server(target, url, workspace) as server:
             wrk = {"connections": args.connections, "threads": args.threads, "dup_ratio": dup_ratio}
             if args.warmup > 0:
@@ -223,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("on", "off"),
         default="on",
         help="synchronous_commit of the throwaway PostgreSQL databases (off: no fsync wait)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=50_000,
+        help="earlier messages (with leads and finished jobs) stored before each run; 0: empty",
     )
     parser.add_argument("--storm-rounds", type=int, default=5, help="0: no storm")
     parser.add_argument("--storm-copies", type=int, default=100)

@@ -2,6 +2,11 @@
 -- delivery of a group.  :rows is the group as one JSON array of objects, unpacked here by
 -- jsonb_to_recordset (SQLite: json_each, sql/sqlite/queries/ingest_group.sql).  Timestamps come
 -- as UTC text without an offset ('YYYY-MM-DD HH:MM:SS.ffffff', SQLite's stored form).
+--
+-- A lookup by the group's keys is written as one probe per row (a LATERAL subquery behind
+-- OFFSET 0, which the planner does not flatten into a join).  Flattened, the planner guesses 100
+-- rows for the JSON array and, below tens of thousands of rows in the table, plans a hash join
+-- over a scan of the whole table; a prepared statement keeps that plan as the table grows.
 
 -- name: insert_messages
 -- The group's new messages (one row per distinct key).  A conflict on any unique key (a copy
@@ -31,12 +36,13 @@ RETURNING id, workspace_id, email_bison_reply_id, inboxxia_scheduled_email_id, g
 -- the message's post-process job (job_type, NULL for none) is dead: only then does the group
 -- run requeue_dead_jobs.  A job that dies after this read and before the commit is not revived
 -- by this copy, as one that dies just after the commit would not be.
-SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id,
+SELECT m.id, m.workspace_id, m.key_value, m.lead_id,
        EXISTS (SELECT 1 FROM background_jobs j
                WHERE j.dedupe_key = r.job_type || ':' || m.id AND j.status = 'dead') AS job_dead
-FROM messages m
-JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text, job_type text)
-  ON m.workspace_id = r.workspace_id AND m.{key} = r.key_value;
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text, job_type text)
+CROSS JOIN LATERAL (
+    SELECT m.id, m.workspace_id, m.{key} AS key_value, m.lead_id FROM messages m
+    WHERE m.workspace_id = r.workspace_id AND m.{key} = r.key_value OFFSET 0) AS m;
 
 -- name: enqueue_post_process_jobs
 -- The new inbound messages' jobs, pending and due now by the database's clock (as enqueue_job
@@ -53,11 +59,13 @@ ON CONFLICT (dedupe_key) DO NOTHING;
 -- keys: email, phone, linkedin_id, ghl_contact_id
 -- The group's leads by the one identity each is keyed on: a plain read, so deliveries that bring
 -- a lead nothing new do not queue on its row lock.
-SELECT l.id, l.workspace_id, l.{key} AS key_value, l.email, l.phone, l.linkedin_id,
-       l.ghl_contact_id, l.first_name, l.last_name, l.company, l.title, l.status, l.interested
-FROM leads l
-JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text)
-  ON l.workspace_id = r.workspace_id AND l.{key} = r.key_value;
+SELECT l.*
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(workspace_id text, key_value text)
+CROSS JOIN LATERAL (
+    SELECT l.id, l.workspace_id, l.{key} AS key_value, l.email, l.phone, l.linkedin_id,
+           l.ghl_contact_id, l.first_name, l.last_name, l.company, l.title, l.status,
+           l.interested
+    FROM leads l WHERE l.workspace_id = r.workspace_id AND l.{key} = r.key_value OFFSET 0) AS l;
 
 -- name: upsert_leads_by_{key}
 -- keys: email, phone, linkedin_id, ghl_contact_id
@@ -70,7 +78,7 @@ SELECT workspace_id, key_value, first_name, last_name, company, title, status, i
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
     workspace_id text, key_value text, first_name text, last_name text, company text,
     title text, status text, interested boolean, now timestamp)
-ON CONFLICT (workspace_id, {key}) DO UPDATE SET
+ON CONFLICT (workspace_id, {key}) WHERE {key} IS NOT NULL DO UPDATE SET
     first_name = COALESCE(excluded.first_name, leads.first_name),
     last_name  = COALESCE(excluded.last_name, leads.last_name),
     company    = COALESCE(excluded.company, leads.company),
