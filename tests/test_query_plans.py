@@ -17,19 +17,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway.events import LEAD_IDENTITIES, MESSAGE_KEYS
 from sql import connect, json_rows
 from sql.migrations import discover
 from sql.queries import get
 from tests.conftest import empty_pg_database
 
-MESSAGE_KEYS = (
-    "email_bison_reply_id",
-    "inboxxia_scheduled_email_id",
-    "ghl_id",
-    "unipile_message_id",
-    "webhook_dedupe_key",
-)
-LEAD_KEYS = ("email", "phone", "linkedin_id", "ghl_contact_id")
 GROWN_TO = 4000  # rows of each key once the plans are made
 
 
@@ -66,7 +59,7 @@ async def prepare(conn: asyncpg.Connection, name: str) -> str:
 
 async def grow(conn: asyncpg.Connection) -> None:
     """GROWN_TO leads of each identity and messages of each key, each message with a lead."""
-    for key in LEAD_KEYS:
+    for key in LEAD_IDENTITIES:
         await conn.execute(
             f"INSERT INTO leads (workspace_id, {key}, created_at, updated_at)"
             f" SELECT 'w', '{key}-' || n, now(), now() FROM generate_series(1, {GROWN_TO}) n"
@@ -107,30 +100,32 @@ def assert_probes(plan: dict[str, Any], table: str, index: str, probes: int) -> 
     assert reads[0].get("Rows Removed by Filter", 0) == 0
 
 
-@pytest.mark.parametrize("key", MESSAGE_KEYS)
-async def test_a_message_lookup_planned_empty_probes_its_key_index(
-    fresh: asyncpg.Connection, key: str
+# (query, table, the index its probe must use, key column)
+LOOKUPS = [
+    *(
+        (f"find_messages_by_{k}", "messages", f"messages_workspace_id_{k}_key", k)
+        for k in MESSAGE_KEYS
+    ),
+    *(
+        (f"find_leads_by_{k}", "leads", f"leads_workspace_id_{k}_key", k)
+        for k in LEAD_IDENTITIES
+        if k != "ghl_contact_id"
+    ),
+    ("find_leads_by_ghl_contact_id", "leads", "leads_ghl_contact", "ghl_contact_id"),
+]
+
+
+@pytest.mark.parametrize(("query", "table", "index", "key"), LOOKUPS)
+async def test_a_key_lookup_planned_empty_probes_its_key_index(
+    fresh: asyncpg.Connection, query: str, table: str, index: str, key: str
 ) -> None:
-    statement = await prepare(fresh, f"find_messages_by_{key}")
+    statement = await prepare(fresh, query)
     await grow(fresh)
     wanted = [f"{key}-{n}" for n in (7, 1500, 3999)] + ["never-stored"]
     rows = [{"workspace_id": "w", "key_value": k, "job_type": "X"} for k in wanted]
     plan = await plan_of(fresh, statement, rows)
     assert plan["Actual Rows"] == 3
-    assert_probes(plan, "messages", f"messages_workspace_id_{key}_key", probes=len(rows))
-
-
-@pytest.mark.parametrize("key", LEAD_KEYS)
-async def test_a_lead_lookup_planned_empty_probes_its_key_index(
-    fresh: asyncpg.Connection, key: str
-) -> None:
-    statement = await prepare(fresh, f"find_leads_by_{key}")
-    await grow(fresh)
-    rows = [{"workspace_id": "w", "key_value": f"{key}-{n}"} for n in (1, 2000, 4000)]
-    plan = await plan_of(fresh, statement, rows)
-    assert plan["Actual Rows"] == 3
-    index = "leads_ghl_contact" if key == "ghl_contact_id" else f"leads_workspace_id_{key}_key"
-    assert_probes(plan, "leads", index, probes=len(rows))
+    assert_probes(plan, table, index, probes=len(rows))
 
 
 async def test_a_post_process_load_planned_empty_probes_by_id(fresh: asyncpg.Connection) -> None:
