@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from gateway.events import MESSAGE_KEYS
 from sql import connect
 from sql.migrations import discover
 from tests.conftest import empty_pg_database, migrate_in_processes, rows
@@ -73,3 +75,58 @@ async def test_two_processes_migrating_at_once_leave_one_consistent_schema(fresh
     recorded = await rows(fresh_url, "SELECT version FROM schema_migrations ORDER BY version")
     dialect = "sqlite" if fresh_url.startswith("sqlite") else "postgres"
     assert [r["version"] for r in recorded] == [m.version for m in discover(dialect)]
+
+
+async def test_the_key_indexes_become_partial_on_a_database_that_holds_messages(
+    pg_server_url: str,
+) -> None:
+    """Migration 016 on a database at version 15 that already stores messages and leads of
+    several providers: every row is kept, and each key still refuses a second row with the
+    same value in the workspace (rows without the key never conflicted, and still do not)."""
+    async with empty_pg_database(pg_server_url, "hg_mig016") as url:
+        db = await connect(url)
+        try:
+            migrations = discover("postgres")
+            await db.apply_migrations([m for m in migrations if m.version < 16])
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(
+                    "INSERT INTO workspaces (id, name, emailbison_token_hash, ghl_token_hash,"
+                    " unipile_token_hash, smartlead_token_hash, instantly_token_hash)"
+                    " VALUES ('w', 'w', 'a', 'b', 'c', 'd', 'e')"
+                )
+                await conn.execute(
+                    "INSERT INTO leads (workspace_id, email, phone, created_at, updated_at)"
+                    " VALUES ('w', 'a@example.com', NULL, now(), now()),"
+                    " ('w', NULL, '+15550100', now(), now()), ('w', NULL, NULL, now(), now())"
+                )
+                for key in (*MESSAGE_KEYS, "delivery_id"):
+                    await conn.execute(
+                        "INSERT INTO messages (workspace_id, channel, direction, provider, event,"
+                        f" created_at, {key}) VALUES ('w', 'email', 'inbound', 'emailbison',"
+                        f" 'LEAD_REPLIED', now(), 'k-{key}')"
+                    )
+                assert [m.version for m in await db.apply_migrations(migrations)] == [16]
+                assert await conn.fetchval("SELECT count(*) FROM messages") == 6
+                assert await conn.fetchval("SELECT count(*) FROM leads") == 3
+                for key in (*MESSAGE_KEYS, "delivery_id"):
+                    with pytest.raises(asyncpg.UniqueViolationError):
+                        await conn.execute(
+                            "INSERT INTO messages (workspace_id, channel, direction, provider,"
+                            f" event, created_at, {key}) VALUES ('w', 'email', 'inbound',"
+                            f" 'emailbison', 'LEAD_REPLIED', now(), 'k-{key}')"
+                        )
+                for key, value in (("email", "a@example.com"), ("phone", "+15550100")):
+                    with pytest.raises(asyncpg.UniqueViolationError):
+                        await conn.execute(
+                            f"INSERT INTO leads (workspace_id, {key}, created_at, updated_at)"
+                            f" VALUES ('w', '{value}', now(), now())"
+                        )
+                await conn.execute(  # a second lead with no identity at all is still allowed
+                    "INSERT INTO leads (workspace_id, created_at, updated_at)"
+                    " VALUES ('w', now(), now())"
+                )
+            finally:
+                await conn.close()
+        finally:
+            await db.close()
