@@ -7,7 +7,8 @@
 -- statement prepared while the tables were small, before any ANALYZE, could plan its probe on
 -- another key's index, matching only the workspace, and then walk all of the workspace's rows
 -- per probe for as long as the connection kept the plan.  And a message is now entered in the
--- index of the one key it has rather than in six, a lead in one or two rather than four.
+-- indexes of the keys it has (usually one) rather than in all seven, a lead in those of its
+-- identities rather than in all four.
 --
 -- The indexes keep the constraints' names, which error messages quote.
 
