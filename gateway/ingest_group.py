@@ -38,6 +38,7 @@ from gateway.ingest_store import (
     MessageWrite,
     Result,
     Write,
+    hit_log,
     message_key,
     store_group,
     text_size,
@@ -189,19 +190,10 @@ class IngestGroups:
                 continue
             for copy, event in entry.folded:
                 _settle(copy, Outcome(event, message_id=result.message_id, deduped=True))
-            log.info(
-                "dedupe hit",
-                extra={
-                    "event": write.message.event,
-                    "key_name": key[1],
-                    "key_value": key[2],
-                    "workspace_id": key[0],
-                    "message_id": result.message_id,
-                    "copies": len(entry.folded),
-                    "in_flight": True,
-                    "deduped": True,
-                },
+            fields = hit_log(
+                key, write.message.event, result.message_id, len(entry.folded), in_flight=True
             )
+            log.info("dedupe hit", extra=fields)
 
     async def _write(self, group: list[_Pending]) -> None:
         started = time.perf_counter()

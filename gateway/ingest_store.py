@@ -85,6 +85,22 @@ def message_key(write: MessageWrite) -> MessageKey:
     return (write.workspace_id, write.message.key_column, write.message.key_value)
 
 
+def hit_log(
+    key: MessageKey, event: str, message_id: int, copies: int, **more: object
+) -> dict[str, object]:
+    """The fields of a ``dedupe hit`` line: one per message and group, with its ``copies``."""
+    return {
+        "event": event,
+        "key_name": key[1],
+        "key_value": key[2],
+        "workspace_id": key[0],
+        "message_id": message_id,
+        "copies": copies,
+        "deduped": True,
+        **more,
+    }
+
+
 def text_size(write: Write) -> int:
     """The message text a write adds to its group's JSON parameter."""
     if not isinstance(write, MessageWrite):
@@ -169,7 +185,7 @@ async def _write(
     replayed = {k for k in suspects if k not in stored}
     fresh = [k for k in keys if k not in stored and k not in replayed]
     # The leads before their messages, so that a new message is inserted with its lead (an
-    # update afterwards would write every message row, and its nine index entries, twice).
+    # update afterwards would write every message row, and its index entries, twice).
     leads: list[tuple[str, Lead, dt.datetime]] = [
         (k[0], _with_interest(firsts[k].message.lead, writes, copies[k][1:]), firsts[k].now)
         for k in fresh
@@ -347,18 +363,9 @@ async def _record_dedupe_hits(
             continue
         hits = members[key in new :]
         if hits:
-            hit_logs.append(
-                {
-                    "event": _message(writes[hits[0]]).event,
-                    "key_name": key[1],
-                    "key_value": key[2],
-                    "workspace_id": key[0],
-                    "lead_id": lead_of[key],
-                    "message_id": new[key] if key in new else int(stored[key]["id"]),
-                    "copies": len(hits),
-                    "deduped": True,
-                }
-            )
+            message_id = new[key] if key in new else int(stored[key]["id"])
+            event = _message(writes[hits[0]]).event
+            hit_logs.append(hit_log(key, event, message_id, len(hits), lead_id=lead_of[key]))
     if not stored:
         return set()
     interested = [k for k in stored if interest[k]]

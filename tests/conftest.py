@@ -344,6 +344,17 @@ async def rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
         await pg.close()
 
 
+async def insert_bare_workspace(pg: asyncpg.Connection, workspace_id: str) -> None:
+    """A workspace row with only what the schema requires (placeholder token hashes), for tests
+    that write the tables straight through the driver."""
+    await pg.execute(
+        "INSERT INTO workspaces (id, name, emailbison_token_hash, ghl_token_hash,"
+        " unipile_token_hash, smartlead_token_hash, instantly_token_hash)"
+        " VALUES ($1, $1, 'a', 'b', 'c', 'd', 'e')",
+        workspace_id,
+    )
+
+
 async def count(database_url: str, table: str, where: str = "true", *args: Any) -> int:
     found = await rows(database_url, f"SELECT count(*) AS n FROM {table} WHERE {where}", *args)
     return int(found[0]["n"])

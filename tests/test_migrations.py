@@ -11,7 +11,7 @@ import pytest
 from gateway.events import MESSAGE_KEYS
 from sql import connect
 from sql.migrations import discover
-from tests.conftest import empty_pg_database, migrate_in_processes, rows
+from tests.conftest import empty_pg_database, insert_bare_workspace, migrate_in_processes, rows
 
 EXPECTED_TABLES = {
     "workspaces",
@@ -30,6 +30,9 @@ EXPECTED_TABLES = {
     "message_copies",
     "schema_migrations",
 }
+
+# The message columns migration 016 makes partial unique indexes of (with workspace_id).
+KEY_COLUMNS = (*MESSAGE_KEYS, "delivery_id")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -90,17 +93,13 @@ async def test_the_key_indexes_become_partial_on_a_database_that_holds_messages(
             await db.apply_migrations([m for m in migrations if m.version < 16])
             conn = await asyncpg.connect(url)
             try:
-                await conn.execute(
-                    "INSERT INTO workspaces (id, name, emailbison_token_hash, ghl_token_hash,"
-                    " unipile_token_hash, smartlead_token_hash, instantly_token_hash)"
-                    " VALUES ('w', 'w', 'a', 'b', 'c', 'd', 'e')"
-                )
+                await insert_bare_workspace(conn, "w")
                 await conn.execute(
                     "INSERT INTO leads (workspace_id, email, phone, created_at, updated_at)"
                     " VALUES ('w', 'a@example.com', NULL, now(), now()),"
                     " ('w', NULL, '+15550100', now(), now()), ('w', NULL, NULL, now(), now())"
                 )
-                for key in (*MESSAGE_KEYS, "delivery_id"):
+                for key in KEY_COLUMNS:
                     await conn.execute(
                         "INSERT INTO messages (workspace_id, channel, direction, provider, event,"
                         f" created_at, {key}) VALUES ('w', 'email', 'inbound', 'emailbison',"
@@ -109,7 +108,7 @@ async def test_the_key_indexes_become_partial_on_a_database_that_holds_messages(
                 assert [m.version for m in await db.apply_migrations(migrations)] == [16]
                 assert await conn.fetchval("SELECT count(*) FROM messages") == 6
                 assert await conn.fetchval("SELECT count(*) FROM leads") == 3
-                for key in (*MESSAGE_KEYS, "delivery_id"):
+                for key in KEY_COLUMNS:
                     with pytest.raises(asyncpg.UniqueViolationError):
                         await conn.execute(
                             "INSERT INTO messages (workspace_id, channel, direction, provider,"

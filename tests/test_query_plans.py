@@ -21,7 +21,7 @@ from gateway.events import LEAD_IDENTITIES, MESSAGE_KEYS
 from sql import connect, json_rows
 from sql.migrations import discover
 from sql.queries import get
-from tests.conftest import empty_pg_database
+from tests.conftest import empty_pg_database, insert_bare_workspace
 
 GROWN_TO = 4000  # rows of each key once the plans are made
 
@@ -36,11 +36,7 @@ async def fresh(pg_server_url: str) -> AsyncIterator[asyncpg.Connection]:
         await db.close()
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(
-                "INSERT INTO workspaces (id, name, emailbison_token_hash, ghl_token_hash,"
-                " unipile_token_hash, smartlead_token_hash, instantly_token_hash)"
-                " VALUES ('w', 'w', 'a', 'b', 'c', 'd', 'e')"
-            )
+            await insert_bare_workspace(conn, "w")
             await conn.execute("SET plan_cache_mode = force_generic_plan")
             yield conn
         finally:
